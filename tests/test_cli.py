@@ -1,0 +1,55 @@
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from ucprotect.cli import app
+
+runner = CliRunner()
+
+
+def _img(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)).save(path)
+
+
+def test_missing_weights_message(tmp_path):
+    _img(tmp_path / "in" / "a.png")
+    r = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "nope.safetensors")])
+    assert r.exit_code == 1
+    assert "weights file not found" in r.output and "nope.safetensors" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_corrupt_weights_message(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    _img(tmp_path / "in" / "a.png")
+    r = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--weights", str(bad)])
+    assert r.exit_code == 1 and "bad.safetensors" in r.output and "not a readable safetensors" in r.output
+
+
+def test_missing_source_message(tmp_path):
+    r = runner.invoke(app, ["protect", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--dry-run"])
+    assert r.exit_code == 1 and "no such file or folder" in r.output
+
+
+def test_protect_exit_code_nonzero_when_a_file_fails(tmp_path, weights_file):
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "b.jpg").write_bytes(b"")
+    r = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--weights", str(weights_file),
+                            "--device", "cpu", "--report", str(tmp_path / "r.json")])
+    assert r.exit_code == 1, r.output
+    assert "b.jpg" in r.output and "empty" in r.output
+    assert (tmp_path / "o" / "a.png").exists() and (tmp_path / "r.json").exists()
+
+
+def test_no_gpu_message(tmp_path, weights_file):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    _img(tmp_path / "in" / "a.png")
+    r = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--weights", str(weights_file), "--device", "cuda"])
+    assert r.exit_code == 1 and "no CUDA GPU" in r.output

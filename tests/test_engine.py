@@ -1,0 +1,99 @@
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ucprotect import ProtectOptions, protect_folder
+from ucprotect.engine import in_shard
+from ucprotect.errors import ConfigError
+from ucprotect.imageio import TEMP_MARKER, load_photo
+
+from .conftest import PHOTOS, need_shared
+
+
+@pytest.fixture(scope="module")
+def photo_tree(tmp_path_factory):
+    """A small tree of real camera photos (two folders) from the shared set."""
+    need_shared()
+    root = tmp_path_factory.mktemp("photos")
+    picks = {"gps": ["DSCN0010.jpg", "DSCN0012.jpg"], "orientation": ["landscape_3.jpg", "portrait_6.jpg"]}
+    for folder, names in picks.items():
+        (root / folder).mkdir()
+        for n in names:
+            shutil.copy(PHOTOS / "exif-samples" / "jpg" / folder / n, root / folder / n)
+    (root / "notes.txt").write_text("not a photo")
+    return root
+
+
+def test_folder_outputs_match_inputs(photo_tree, tmp_path, protector):
+    result = protect_folder(photo_tree, tmp_path / "out", protector, ProtectOptions(format="png"))
+    assert result.failed == 0 and result.count("done") == 4 and result.group_by == "folder"
+    for row in result.rows:
+        src, out = Path(row.input), Path(row.output)
+        assert out.relative_to(tmp_path / "out") == src.relative_to(photo_tree).with_suffix(".png")
+        assert Image.open(out).size == load_photo(src).size
+        assert row.linf <= 8 and row.psnr > 30
+    folders = {}
+    for row in result.rows:
+        folders.setdefault(Path(row.input).parent.name, set()).add(row.key)
+    assert all(len(k) == 1 for k in folders.values())  # one key per folder
+    assert folders["gps"] != folders["orientation"]  # distinct keys for distinct folders
+
+
+def test_deterministic_bytes(photo_tree, tmp_path, protector):
+    a = protect_folder(photo_tree, tmp_path / "a", protector, ProtectOptions(batch_size=1, workers=1))
+    b = protect_folder(photo_tree, tmp_path / "b", protector, ProtectOptions(batch_size=8, workers=3))
+    assert [r.output_sha256 for r in a.rows] == [r.output_sha256 for r in b.rows]
+
+
+def test_resume_skips_complete_and_cleans_temp(photo_tree, tmp_path, protector):
+    out = tmp_path / "out"
+    first = protect_folder(photo_tree, out, protector)
+    victim = Path(first.rows[0].output)
+    victim.unlink()  # as if the run had been interrupted before this file
+    stale = victim.parent / f".{victim.name}.abc{TEMP_MARKER}"
+    stale.write_bytes(b"half")
+    second = protect_folder(photo_tree, out, protector)
+    assert second.count("done") == 1 and second.count("skipped") == 3
+    assert victim.exists() and not stale.exists()
+    assert second.rows[0].output_sha256 == first.rows[0].output_sha256
+
+
+def test_dry_run_writes_nothing(photo_tree, tmp_path, protector):
+    result = protect_folder(photo_tree, tmp_path / "dry", protector, ProtectOptions(dry_run=True))
+    assert result.count("planned") == 4
+    assert not (tmp_path / "dry").exists()
+
+
+def test_shards_partition_the_collection(photo_tree, tmp_path, protector):
+    seen = []
+    for k in (1, 2, 3):
+        r = protect_folder(photo_tree, tmp_path / "s", protector, ProtectOptions(dry_run=True, shard=(k, 3), group_by="none"))
+        seen += [row.input for row in r.rows]
+    assert sorted(seen) == sorted(str(p) for p in photo_tree.rglob("*.jpg"))
+    assert in_shard("a/b.jpg", (1, 1))
+
+
+def test_out_inside_src_is_refused(photo_tree, protector):
+    with pytest.raises(ConfigError, match="inside the input folder"):
+        protect_folder(photo_tree, photo_tree / "safe", protector)
+
+
+def test_report_json(photo_tree, tmp_path, protector):
+    result = protect_folder(photo_tree, tmp_path / "o", protector, ProtectOptions(group_by="none"))
+    result.write_report(tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["summary"]["done"] == 4
+    row = data["images"][0]
+    assert {"input", "output", "psnr", "ssim", "linf", "input_sha256", "output_sha256", "status"} <= set(row)
+
+
+def test_python_api_single_image(protector):
+    img = Image.fromarray((np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8))
+    out = protector.protect(img)
+    assert out.size == img.size
+    d = np.abs(np.asarray(out, dtype=int) - np.asarray(img, dtype=int)).max()
+    assert 0 < d <= 8

@@ -1,0 +1,119 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+
+from ucprotect import ProtectOptions, protect_folder
+from ucprotect.errors import ImageError
+from ucprotect.imageio import load_photo
+
+from .conftest import PHOTOS, need_shared
+
+
+def test_exif_orientation_all_eight_tags_give_same_upright_image():
+    need_shared()
+    for kind in ("Landscape", "Portrait"):
+        ref = load_photo(PHOTOS / "exif-orientation" / f"{kind}_1.jpg").rgb8().astype(float)
+        for k in range(2, 9):
+            img = load_photo(PHOTOS / "exif-orientation" / f"{kind}_{k}.jpg").rgb8().astype(float)
+            assert img.shape == ref.shape, (kind, k)
+            assert np.abs(img - ref).mean() < 8, (kind, k)
+
+
+def _modes(root: Path) -> dict[str, Path]:
+    rng = np.random.default_rng(1)
+    rgb = (rng.random((40, 56, 3)) * 255).astype(np.uint8)
+    files = {}
+    Image.fromarray(rgb).save(files.setdefault("rgb", root / "rgb.png"))
+    Image.fromarray(rgb[..., 0]).save(files.setdefault("gray", root / "gray.png"))
+    rgba = np.dstack([rgb, (rng.random((40, 56)) * 255).astype(np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(files.setdefault("rgba", root / "rgba.png"))
+    Image.fromarray(rgba[..., [0, 3]], "LA").save(files.setdefault("la", root / "la.png"))
+    Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE).save(files.setdefault("palette", root / "p.png"))
+    Image.fromarray((rng.random((40, 56)) * 65535).astype(np.uint16)).save(files.setdefault("gray16", root / "g16.png"))
+    Image.fromarray(rgb).convert("CMYK").save(files.setdefault("cmyk", root / "cmyk.tif"))
+    Image.fromarray(rgb).save(files.setdefault("webp", root / "lossless.webp"), lossless=True)
+    Image.fromarray(rgb).save(files.setdefault("bmp", root / "x.bmp"))
+    Image.fromarray(rgb).save(files.setdefault("tiff", root / "x.tiff"), compression="tiff_lzw")
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(rgb).save(files.setdefault("icc", root / "icc.png"), icc_profile=srgb)
+    return files
+
+
+def test_modes_formats_alpha_and_budget(tmp_path, protector):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    files = _modes(src)
+    result = protect_folder(src, dst, protector, ProtectOptions(group_by="none"))
+    assert result.failed == 0, [r.reason for r in result.rows if r.status == "failed"]
+    for name, path in files.items():
+        out = dst / path.name
+        a, b = Image.open(path), Image.open(out)
+        assert a.size == b.size and a.format == b.format, name
+        pa, pb = load_photo(path), load_photo(out)
+        assert pa.colour == pb.colour and pa.pixels.dtype == pb.pixels.dtype, name
+        diff = np.abs(pa.pixels.astype(np.int64) - pb.pixels.astype(np.int64)).max() * 255 / pa.max_value
+        assert diff <= 8.0 + 1e-9, name  # lossless outputs keep the L-inf budget
+        if name != "palette":
+            assert diff > 0, f"{name}: nothing was perturbed"
+        if pa.alpha is not None:
+            assert np.array_equal(pa.alpha, pb.alpha), f"{name}: alpha changed"
+    assert Image.open(dst / "icc.png").info.get("icc_profile") == Image.open(files["icc"]).info["icc_profile"]
+
+
+def test_metadata_policies(tmp_path, protector):
+    need_shared()
+    src = PHOTOS / "exif-samples" / "jpg" / "gps" / "DSCN0010.jpg"
+    for policy, gps_expected in (("safe", False), ("keep", True), ("strip", None)):
+        dst = tmp_path / policy
+        protect_folder(src, dst, protector, ProtectOptions(metadata=policy))
+        exif = Image.open(dst / src.name).getexif()
+        if policy == "strip":
+            assert len(exif) == 0
+            continue
+        assert exif.get(0x010F) == "NIKON"  # camera make kept
+        assert bool(exif.get_ifd(0x8825)) == gps_expected
+        assert exif.get(0x0112, 1) == 1
+
+
+def test_orientation_reset_and_applied(tmp_path, protector):
+    need_shared()
+    src = PHOTOS / "exif-orientation" / "Portrait_6.jpg"
+    protect_folder(src, tmp_path, protector, ProtectOptions())
+    out = Image.open(tmp_path / src.name)
+    assert out.getexif().get(0x0112, 1) == 1
+    assert out.size == load_photo(src).size  # upright size, not the stored one
+
+
+@pytest.mark.parametrize("case", ["empty", "truncated", "not_image", "bomb", "tiny", "animated"])
+def test_bad_inputs_are_reported_and_others_continue(tmp_path, protector, case):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(src / "good.png")
+    bad = src / "bad.png"
+    max_pixels = 10**8
+    if case == "empty":
+        bad.write_bytes(b"")
+    elif case == "truncated":
+        Image.fromarray((np.random.default_rng(0).random((200, 200, 3)) * 255).astype(np.uint8)).save(tmp_path / "full.png")
+        bad.write_bytes((tmp_path / "full.png").read_bytes()[:3000])
+    elif case == "not_image":
+        bad.write_text("hello, not an image")
+    elif case == "bomb":
+        Image.new("RGB", (300, 300)).save(bad)
+        max_pixels = 50_000
+    elif case == "tiny":
+        Image.new("RGB", (8, 8)).save(bad)
+    elif case == "animated":
+        frames = [Image.new("RGB", (32, 32), c) for c in ("red", "blue")]
+        frames[0].save(bad, save_all=True, append_images=frames[1:])
+    result = protect_folder(src, dst, protector, ProtectOptions(group_by="none", max_pixels=max_pixels))
+    rows = {Path(r.input).name: r for r in result.rows}
+    assert rows["good.png"].status == "done"
+    assert rows["bad.png"].status == "failed"
+    assert "bad.png" in rows["bad.png"].reason
+    assert not (dst / "bad.png").exists()
+    with pytest.raises(ImageError, match="bad.png"):
+        protect_folder(src, tmp_path / "ff", protector, ProtectOptions(group_by="none", max_pixels=max_pixels, fail_fast=True,
+                                                                        overwrite=True))

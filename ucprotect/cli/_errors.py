@@ -1,0 +1,37 @@
+"""Turn library errors into one-line messages with exit code 1 (``--debug`` shows the traceback)."""
+from __future__ import annotations
+
+import functools
+import sys
+
+from rich.console import Console
+
+from ..errors import UcprotectError
+
+err_console = Console(stderr=True)
+DEBUG = {"on": False}
+
+
+def handle_errors(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UcprotectError as e:
+            if DEBUG["on"]:
+                raise
+            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            raise SystemExit(1)
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted[/]: finished files are kept; re-run the same command to resume.")
+            raise SystemExit(130)
+        except MemoryError:
+            err_console.print("[bold red]error:[/] out of memory: lower --batch-size or --workers")
+            raise SystemExit(1)
+
+    return wrapper
+
+
+def exit_code_for(failed: int) -> None:
+    if failed:
+        sys.exit(1)

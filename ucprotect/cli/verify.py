@@ -1,0 +1,95 @@
+"""``ucprotect verify``: a real victim training run on clean vs protected copies of a dataset."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..engine import ProtectOptions, Protector, protect_folder
+from ..verify import PRESETS, parse_defenses, verify_dataset, write_report_files
+from ._errors import handle_errors
+from ._options import BatchOpt, DeviceOpt, EpsilonOpt, ReportOpt, SeedOpt, WeightsOpt
+
+EPILOG = """Examples:\n\n
+  ucprotect verify ./dataset --quick\n\n
+  ucprotect verify ./dataset --labels clusters:20 --defense all --report v.json --plot v.png\n\n
+  ucprotect verify ./dataset --protected ./safe --paper --device cuda"""
+
+
+def make_protect_fn(protector: Protector, group_by: str):
+    """Protect the train split as a user would: a copy of the class-folder tree through protect_folder."""
+
+    def protect_fn(paths: list[Path], out_dir: Path) -> dict[Path, Path]:
+        import os
+
+        root = Path(os.path.commonpath([str(p.parent.parent) for p in paths]))
+        src = out_dir / "train-split"
+        for p in paths:  # link the split into its own tree so only the train split is protected
+            link = src / p.relative_to(root)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.exists():
+                os.symlink(p.resolve(), link)
+        dst = out_dir / "protected"
+        result = protect_folder(src, dst, protector, ProtectOptions(group_by=group_by, format="png"))
+        if result.failed:
+            bad = next(r for r in result.rows if r.status == "failed")
+            raise typer.BadParameter(f"protecting the train split failed: {bad.reason}")
+        return {p: (dst / p.relative_to(root)).with_suffix(".png") for p in paths}
+
+    return protect_fn
+
+
+@handle_errors
+def verify(
+    data_dir: Annotated[Path, typer.Argument(help="Class-folder dataset: DATA_DIR/<class>/<images>.")],
+    weights: WeightsOpt = None,
+    protected: Annotated[Optional[Path], typer.Option(help="Already protected copy of DATA_DIR (same relative paths).")] = None,
+    group_by: Annotated[str, typer.Option(help="Grouping used when protecting the train split.")] = "folder",
+    labels: Annotated[str, typer.Option(help="folders, or clusters:N (label-agnostic).")] = "folders",
+    defense: Annotated[list[str], typer.Option("--defense", help="jpeg[:Q], grayscale, blur[:S], downup[:F], heavyaug, mixup, all.")] = [],
+    victim: Annotated[Optional[str], typer.Option(help="resnet18, mobilenetv2, vit-tiny or small-cnn.")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Victim input size.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Victim batch size.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Victim learning rate.")] = None,
+    quick: Annotated[bool, typer.Option(help="CPU preset: small CNN, 64 px, 12 epochs, 40 images per class.")] = False,
+    paper: Annotated[bool, typer.Option(help="The paper's recipe: ResNet-18, 224 px, 200 epochs (GPU).")] = False,
+    test_fraction: Annotated[float, typer.Option(help="Share of each class held out as clean test images.")] = 0.2,
+    max_per_class: Annotated[Optional[int], typer.Option(help="Use at most this many images per class.")] = None,
+    epsilon: EpsilonOpt = 8.0,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    report: ReportOpt = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write accuracy curves and a sample strip to this PNG.")] = None,
+):
+    """Train a victim on clean and on protected copies; report accuracy on clean test images."""
+    console = Console(stderr=True)
+    recipe = PRESETS["paper" if paper else "quick" if quick else "standard"]
+    overrides = dict(victim=victim, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+    recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    if quick and max_per_class is None:
+        max_per_class = 40
+    protect_fn = None
+    if protected is None:
+        protect_fn = make_protect_fn(Protector.from_file(weights, device=device, epsilon=epsilon), group_by)
+
+    def on_progress(name: str, epoch: int, acc: float) -> None:
+        console.print(f"{name:24} epoch {epoch:3}/{recipe.epochs}  clean-test acc {acc:.3f}", highlight=False)
+
+    result, samples = verify_dataset(data_dir, recipe, protect_fn=protect_fn, protected_dir=protected, labels=labels,
+                                     defenses=parse_defenses(defense), test_fraction=test_fraction,
+                                     max_per_class=max_per_class, on_progress=on_progress)
+    table = Table(title=f"ucprotect verify: {data_dir} ({labels}, {result.num_classes} classes, "
+                        f"victim {recipe.victim} {recipe.image_size}px {recipe.epochs} ep)")
+    for col in ("run", "final acc", "peak acc", "chance", "score"):
+        table.add_column(col)
+    for row in result.rows():
+        score = "" if row["score"] is None else f"{row['score']:.2f}"
+        table.add_row(row["run"], f"{row['final']:.3f}", f"{row['peak']:.3f}", f"{result.chance:.3f}", score)
+    Console().print(table)
+    Console().print(result.verdict())
+    write_report_files(result, samples, report, plot)

@@ -1,0 +1,440 @@
+"""The protect engine: a pretrained generator applied to users' photos at native resolution.
+
+Two passes over a collection. Pass 1 decodes small thumbnails (fast JPEG draft decoding) and embeds
+them with the backbone in batches; grouping then gives every photo its concept key. Pass 2 decodes each
+photo fully, renders its perturbation at the photo's own size, bounds it (``apply_budget``), and writes
+it atomically. Decoding and encoding run on worker threads while the main thread does model work.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import imageio
+from .backbones import create_backbone
+from .budget import apply_budget, epsilon_from_255
+from .errors import ConfigError, ImageError, UcprotectError
+from .grouping import assign_keys, resolve_mode
+from .metrics import psnr, ssim
+from .weights import WeightsBundle, load_weights
+
+MIN_SIDE = 16  # smaller images carry too few pixels for a pattern (and for a thief)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; asking for a device that is absent is an error."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA GPU is available here; use --device cpu (or auto)")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("--device mps: Apple MPS is not available here; use --device cpu (or auto)")
+    if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
+        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or mps")
+    return torch.device(device)
+
+
+def to_tensor(rgb8: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 1x3xHxW float in [0, 1]."""
+    return torch.from_numpy(np.array(rgb8, dtype=np.uint8, copy=True)).permute(2, 0, 1)[None].float().div_(255.0)
+
+
+class Protector:
+    """A loaded generator and its backbone, ready to protect images.
+
+    >>> protector = Protector.from_file()            # the shipped weights
+    >>> safe = protector.protect(Image.open("cat.jpg"))
+    """
+
+    def __init__(self, bundle: WeightsBundle, device: str = "auto", epsilon: float = 8.0, tta: bool = True):
+        if not 0 < epsilon <= 64:
+            raise ConfigError(f"--epsilon {epsilon}: must be in (0, 64] (pixel units of 0-255; default 8)")
+        self.bundle = bundle
+        self.device = resolve_device(device)
+        self.epsilon = epsilon_from_255(epsilon)
+        self.epsilon_255 = float(epsilon)
+        self.tta = tta
+        self.generator = bundle.generator.to(self.device).eval()
+        self.backbone = create_backbone(bundle.backbone, extra=bundle.backbone_tensors).to(self.device).eval()
+        self.half = self.device.type == "cuda"
+
+    @classmethod
+    def from_file(cls, weights: str | Path | None = None, device: str = "auto", **kwargs) -> "Protector":
+        return cls(load_weights(weights), device=device, **kwargs)
+
+    @property
+    def key_embeddings(self) -> torch.Tensor:
+        return self.generator.key_embeddings.cpu()
+
+    @torch.no_grad()
+    def embed(self, thumbnails: list[Image.Image]) -> torch.Tensor:
+        """Concept embeddings (N x D, CPU) of RGB thumbnails; with TTA, averaged with the mirror image."""
+        size = self.backbone.image_size
+        batch = torch.cat([to_tensor(np.asarray(_centre_square(t, size))) for t in thumbnails]).to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
+            emb = self.backbone.encode_image(batch)
+            if self.tta:
+                emb = emb + self.backbone.encode_image(batch.flip(-1))
+        return torch.nn.functional.normalize(emb.float(), dim=-1).cpu()
+
+    @torch.no_grad()
+    def perturbation(self, rgb: torch.Tensor, key: int) -> torch.Tensor:
+        """Bounded perturbation (1 x 3 x H x W, in [-epsilon, epsilon]) for an RGB image tensor in [0, 1]."""
+        cond = self.generator.key_embeddings[key : key + 1]
+        delta = self.generator(rgb.to(self.device), cond).float() * self.epsilon
+        return delta.clamp(-self.epsilon, self.epsilon).cpu()
+
+    def perturb_pixels(self, photo: imageio.Photo, key: int) -> np.ndarray:
+        """The photo's native pixels with the perturbation added, in its own colour model and bit depth."""
+        rgb = to_tensor(photo.rgb8())
+        delta = self.perturbation(rgb, key)[0]  # 3 x H x W
+        if photo.colour == "gray":
+            delta = (delta * delta.new_tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+        elif photo.colour == "cmyk":
+            delta = -delta  # more red = less cyan; black (K) is left alone
+        native = photo.pixels
+        channels = delta.shape[0]
+        x = torch.from_numpy(native[..., :channels].astype(np.float32)).permute(2, 0, 1) / photo.max_value
+        y = apply_budget(x, delta, self.epsilon)
+        step = np.floor(self.epsilon * photo.max_value + 1e-6)
+        q = torch.round(y * photo.max_value).numpy().transpose(1, 2, 0)
+        base = native[..., :channels].astype(np.float32)
+        q = np.clip(q, base - step, base + step)  # rounding never exceeds the budget
+        out = native.copy()
+        out[..., :channels] = q.astype(native.dtype)
+        return out
+
+    def protect(self, image: Image.Image, key: int | None = None) -> Image.Image:
+        """Protect one Pillow image (keyed by its own coarse concept group unless ``key`` is given)."""
+        rgb = image.convert("RGB")
+        if key is None:
+            emb = self.embed([imageio_thumbnail(rgb, self.backbone.image_size)])
+            key = int(self.bundle.coarse_keys[(emb @ self.key_embeddings.T).argmax(1)][0])
+        delta = self.perturbation(to_tensor(np.asarray(rgb)), key)
+        out = apply_budget(to_tensor(np.asarray(rgb)), delta, self.epsilon)
+        arr = torch.round(out[0] * 255).clamp(0, 255).byte().permute(1, 2, 0).numpy()
+        result = Image.fromarray(arr, "RGB")
+        if image.mode in ("RGBA", "LA"):
+            result.putalpha(image.getchannel("A"))
+        return result
+
+
+def imageio_thumbnail(img: Image.Image, short: int) -> Image.Image:
+    w, h = img.size
+    s = short / min(w, h)
+    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
+
+
+def _centre_square(img: Image.Image, size: int) -> Image.Image:
+    w, h = img.size
+    s = size / min(w, h)
+    if (w, h) != (round(w * s), round(h * s)):
+        img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+        w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+# ----------------------------------------------------------------------------------------------
+# Folder jobs
+
+
+@dataclass
+class ProtectOptions:
+    format: str | None = None  # None: same as input
+    quality: int = 95
+    metadata: str = "safe"
+    overwrite: bool = False
+    dry_run: bool = False
+    shard: tuple[int, int] | None = None  # (k, n), 1-based k
+    group_by: str = "auto"
+    clusters: int | None = None
+    max_pixels: int = imageio.DEFAULT_MAX_PIXELS
+    fail_fast: bool = False
+    batch_size: int = 16
+    workers: int = 2
+
+
+@dataclass
+class ImageRow:
+    input: str
+    output: str
+    status: str = "pending"  # done | skipped | failed | planned
+    reason: str = ""
+    group: str = ""
+    key: int = -1
+    width: int = 0
+    height: int = 0
+    psnr: float | None = None
+    ssim: float | None = None
+    linf: float | None = None  # in 0-255 units
+    input_sha256: str = ""
+    output_sha256: str = ""
+
+
+@dataclass
+class ProtectResult:
+    rows: list[ImageRow] = field(default_factory=list)
+    seconds: float = 0.0
+    group_by: str = ""
+    interrupted: bool = False
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.rows)
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed")
+
+    def quality(self) -> dict:
+        p = [r.psnr for r in self.rows if r.status == "done" and r.psnr is not None]
+        s = [r.ssim for r in self.rows if r.status == "done" and r.ssim is not None]
+        finite = [v for v in p if np.isfinite(v)]
+        return {
+            "mean_psnr": float(np.mean(finite)) if finite else None,
+            "worst_psnr": float(min(finite)) if finite else None,
+            "mean_ssim": float(np.mean(s)) if s else None,
+            "worst_ssim": float(min(s)) if s else None,
+        }
+
+    def summary(self) -> dict:
+        return {"done": self.count("done"), "skipped": self.count("skipped"), "failed": self.failed,
+                "planned": self.count("planned"), "seconds": round(self.seconds, 3), "group_by": self.group_by,
+                "interrupted": self.interrupted, **self.quality()}
+
+    def write_report(self, path: Path) -> None:
+        data = {"summary": self.summary(), "images": [asdict(r) for r in self.rows]}
+        tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, allow_nan=False, default=_json_default))
+        tmp.replace(path)
+
+
+def _json_default(o):
+    return None if isinstance(o, float) else str(o)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard {text!r}: write it as K/N, e.g. 2/8 for the second of 8 shards") from None
+    if not (n >= 1 and 1 <= k <= n):
+        raise ConfigError(f"--shard {text!r}: need 1 <= K <= N")
+    return k, n
+
+
+def in_shard(key: str, shard: tuple[int, int] | None) -> bool:
+    """Deterministic split by a hash of the path (or folder), stable across machines and file orders."""
+    if shard is None:
+        return True
+    k, n = shard
+    return int(hashlib.sha1(key.encode()).hexdigest()[:8], 16) % n == k - 1
+
+
+def output_path(src_root: Path, dst_root: Path, path: Path, fmt: str | None) -> Path:
+    rel = path.relative_to(src_root) if src_root.is_dir() else Path(path.name)
+    out = dst_root / rel
+    if fmt:
+        suffix = imageio.OUTPUT_SUFFIX[fmt.upper()]
+        if out.suffix.lower() not in imageio.FORMAT_EXTENSIONS[fmt.upper()]:
+            out = out.with_suffix(suffix)
+    return out
+
+
+def check_paths(src: Path, dst: Path) -> tuple[Path, Path]:
+    src, dst = Path(src).expanduser().resolve(), Path(dst).expanduser().resolve()
+    if not src.exists():
+        raise ConfigError(f"{src}: no such file or folder")
+    root = src if src.is_dir() else src.parent
+    if dst == root or root in dst.parents:
+        raise ConfigError(f"--out {dst} is inside the input folder {root}; choose an output folder outside it")
+    if dst.exists() and not dst.is_dir():
+        raise ConfigError(f"--out {dst} exists and is not a folder")
+    return src, dst
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def protect_folder(src: str | Path, dst: str | Path, protector: Protector, options: ProtectOptions | None = None,
+                   on_event: Callable[[str, ImageRow | int], None] | None = None) -> ProtectResult:
+    """Protect every image under ``src`` into the mirror folder ``dst``.
+
+    ``on_event(kind, payload)`` receives ``("total", n)``, ``("start_embedding", n)``, ``("embedded", 1)``
+    and ``("image", row)`` as work completes. Failures of single images are recorded in their rows;
+    with ``fail_fast`` the first one is raised instead.
+    """
+    opts = options or ProtectOptions()
+    if opts.format and opts.format.upper() not in imageio.OUTPUT_SUFFIX:
+        raise ConfigError(f"--format {opts.format}: choose png, jpeg, webp, tiff or bmp")
+    if not 1 <= opts.quality <= 100:
+        raise ConfigError(f"--quality {opts.quality}: must be 1..100")
+    if opts.metadata not in imageio.METADATA_POLICIES:
+        raise ConfigError(f"--metadata {opts.metadata}: choose {', '.join(imageio.METADATA_POLICIES)}")
+    emit = on_event or (lambda *_: None)
+    t0 = time.perf_counter()
+    src, dst = check_paths(Path(src), Path(dst))
+    root = src if src.is_dir() else src.parent
+    images, _others = imageio.find_images(src)
+    rel = [p.relative_to(root) for p in images]
+    mode = resolve_mode(opts.group_by, rel)
+    if opts.shard and mode == "cluster":
+        raise ConfigError("--shard with cluster grouping: clusters need the whole collection; use --group-by folder or none")
+    shard_key = (lambda r: r.parent.as_posix()) if mode == "folder" else (lambda r: r.as_posix())
+    chosen = [(p, r) for p, r in zip(images, rel) if in_shard(shard_key(r), opts.shard)]
+    rows = [ImageRow(input=str(p), output=str(output_path(root, dst, p, opts.format))) for p, _ in chosen]
+    result = ProtectResult(rows=rows, group_by=mode)
+    emit("total", len(rows))
+    if not opts.dry_run:
+        try:
+            dst.mkdir(parents=True, exist_ok=True)
+            probe = dst / f".write-test{imageio.TEMP_MARKER}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(f"--out {dst}: cannot write there ({e.strerror or e}); choose a writable folder") from None
+        imageio.remove_stale_temp_files(dst)
+    for row in rows:
+        if not opts.overwrite and Path(row.output).exists():
+            row.status, row.reason = "skipped", "output exists (use --overwrite to redo)"
+            emit("image", row)
+    pending = [i for i, r in enumerate(rows) if r.status == "pending"]
+    # Which photos need embeddings: grouping looks at every photo of the collection, "none" only at pending ones.
+    need = list(range(len(rows))) if mode in ("folder", "cluster") else pending
+    try:
+        if opts.dry_run:
+            for i in pending:
+                rows[i].status = "planned"
+        elif pending:
+            embeddings = _embed_all(protector, [chosen[i][0] for i in need], opts, rows, need, emit)
+            ok = [i for i in need if rows[i].status != "failed"]
+            if ok:
+                emb = torch.stack([embeddings[i] for i in ok])
+                keys, groups = assign_keys(emb, [chosen[i][1] for i in ok], mode, protector.key_embeddings,
+                                           protector.bundle.coarse_keys, opts.clusters)
+                for i, k, g in zip(ok, keys.tolist(), groups):
+                    rows[i].key, rows[i].group = k, g
+            _perturb_all(protector, [i for i in pending if rows[i].status == "pending"], rows, opts, emit)
+    except KeyboardInterrupt:
+        result.interrupted = True
+        raise
+    finally:
+        result.seconds = time.perf_counter() - t0
+    for i in pending:
+        if rows[i].status == "pending":
+            rows[i].status = "failed"
+    return result
+
+
+def _fail(row: ImageRow, err: Exception, opts: ProtectOptions, emit) -> None:
+    row.status, row.reason = "failed", str(err)
+    emit("image", row)
+    if opts.fail_fast:
+        raise err
+
+
+def _embed_all(protector: Protector, paths: list[Path], opts: ProtectOptions, rows: list[ImageRow],
+               index: list[int], emit) -> dict[int, torch.Tensor]:
+    size = protector.backbone.image_size
+    out: dict[int, torch.Tensor] = {}
+    emit("start_embedding", len(paths))
+    with ThreadPoolExecutor(max(1, opts.workers)) as pool:
+        futures = [pool.submit(imageio.load_thumbnail, p, size, opts.max_pixels) for p in paths]
+        jobs = list(zip(index, futures))
+        for start in range(0, len(jobs), opts.batch_size):
+            batch, ids = [], []
+            for i, fut in jobs[start:start + opts.batch_size]:
+                try:
+                    batch.append(fut.result())
+                    ids.append(i)
+                except UcprotectError as e:
+                    if opts.fail_fast:
+                        for _, f in jobs:
+                            f.cancel()
+                    _fail(rows[i], e, opts, emit)
+                emit("embedded", 1)
+            if batch:
+                for i, e in zip(ids, protector.embed(batch)):
+                    out[i] = e
+    return out
+
+
+def _load_checked(path: Path, max_pixels: int) -> imageio.Photo:
+    photo = imageio.load_photo(path, max_pixels)
+    w, h = photo.size
+    if min(w, h) < MIN_SIDE:
+        raise ImageError(f"{path}: {w}x{h} is smaller than the minimum {MIN_SIDE} px on the short side")
+    return photo
+
+
+def _write(protector: Protector, photo: imageio.Photo, pixels: np.ndarray, row: ImageRow, opts: ProtectOptions) -> ImageRow:
+    before, after = photo.rgb8(), imageio.to_rgb8(photo.colour, pixels)
+    imageio.save_photo(photo, pixels, Path(row.output), opts.format, opts.quality, opts.metadata)
+    diff = np.abs(pixels.astype(np.int64) - photo.pixels.astype(np.int64)).max()
+    row.linf = float(diff) * 255.0 / photo.max_value
+    row.psnr = psnr(before, after)
+    row.ssim = ssim(before, after)
+    row.input_sha256 = sha256_file(photo.path)
+    row.output_sha256 = sha256_file(Path(row.output))
+    row.status = "done"
+    return row
+
+
+def _perturb_all(protector: Protector, todo: list[int], rows: list[ImageRow], opts: ProtectOptions, emit) -> None:
+    window = max(2, 2 * opts.workers)
+    with ThreadPoolExecutor(max(1, opts.workers)) as pool:
+        loads: dict[int, Future] = {}
+        writes: list[tuple[int, Future]] = []
+
+        def drain(block: bool) -> None:
+            while writes and (block or writes[0][1].done()):
+                i, fut = writes.pop(0)
+                try:
+                    fut.result()
+                    emit("image", rows[i])
+                except UcprotectError as e:
+                    _fail(rows[i], e, opts, emit)
+
+        try:
+            for n, i in enumerate(todo):
+                for j in todo[n:n + window]:
+                    if j not in loads:
+                        loads[j] = pool.submit(_load_checked, Path(rows[j].input), opts.max_pixels)
+                try:
+                    photo = loads.pop(i).result()
+                    rows[i].width, rows[i].height = photo.size
+                    pixels = protector.perturb_pixels(photo, rows[i].key)
+                except UcprotectError as e:
+                    _fail(rows[i], e, opts, emit)
+                    continue
+                writes.append((i, pool.submit(_write, protector, photo, pixels, rows[i], opts)))
+                drain(block=len(writes) > window)
+            drain(block=True)
+        except BaseException:
+            for fut in loads.values():
+                fut.cancel()
+            for _, fut in writes:  # let writes already started finish: each is atomic anyway
+                try:
+                    fut.result()
+                except Exception:
+                    pass
+            raise

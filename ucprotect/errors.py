@@ -1,0 +1,25 @@
+"""Errors a user can cause. Library code raises these; the CLI turns them into one-line messages."""
+
+
+class UcprotectError(Exception):
+    """Base class: the message names the file or setting and what to do about it."""
+
+
+class ImageError(UcprotectError):
+    """An input image cannot be read, decoded or written."""
+
+
+class WeightsError(UcprotectError):
+    """A weights file is missing, corrupt or incompatible with this version."""
+
+
+class BackboneError(UcprotectError):
+    """A backbone is unknown or its pretrained files are unavailable."""
+
+
+class ConfigError(UcprotectError):
+    """An option or combination of options is invalid."""
+
+
+class DataError(UcprotectError):
+    """A data folder is empty, unreadable or has the wrong layout."""

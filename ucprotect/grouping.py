@@ -1,0 +1,72 @@
+"""Which concept key each photo is protected with.
+
+Protection works when the photos a thief would put in one class carry the same pattern and other
+classes carry other patterns (../shared/PAPER.md, measurement 4). Without anyone's labels we get there
+by grouping: photos of one folder share the folder's key (``folder``); a flat collection is clustered by
+concept (``cluster``); a lone photo is keyed by its coarse concept group (``none``). Groups get distinct
+keys, chosen nearest to the group's mean concept embedding.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .clustering import kmeans
+from .errors import ConfigError
+
+GROUP_MODES = ("auto", "folder", "cluster", "none")
+
+
+def resolve_mode(mode: str, rel_paths: list[Path]) -> str:
+    """``auto``: folders when the photos sit in two or more folders, else clusters (8+ photos), else none."""
+    if mode not in GROUP_MODES:
+        raise ConfigError(f"unknown --group-by {mode!r}; valid: {', '.join(GROUP_MODES)}")
+    if mode != "auto":
+        return mode
+    if len({p.parent for p in rel_paths}) >= 2:
+        return "folder"
+    return "cluster" if len(rel_paths) >= 8 else "none"
+
+
+def default_clusters(n: int) -> int:
+    return max(2, min(256, round(math.sqrt(n))))
+
+
+def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor) -> torch.Tensor:
+    """Give each group its own key, as near as possible to the group's embedding (greedy, deterministic).
+
+    Groups are served in order of how clearly they match a key; once every key is taken, keys repeat.
+    """
+    sim = F.normalize(group_embeddings.float(), dim=-1) @ key_embeddings.T
+    keys = torch.full((sim.shape[0],), -1, dtype=torch.long)
+    taken = torch.zeros(sim.shape[1], dtype=torch.bool)
+    for g in sim.max(1).values.argsort(descending=True).tolist():
+        row = sim[g].masked_fill(taken, -float("inf")) if not taken.all() else sim[g]
+        keys[g] = int(row.argmax())
+        taken[keys[g]] = True
+    return keys
+
+
+def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_embeddings: torch.Tensor,
+                coarse_keys: torch.Tensor, clusters: int | None = None, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+    """Return (key index per photo, group name per photo) for photos with the given concept embeddings."""
+    mode = resolve_mode(mode, rel_paths)
+    if mode == "none":
+        nearest = (F.normalize(embeddings.float(), dim=-1) @ key_embeddings.T).argmax(1)
+        keys = coarse_keys[nearest]
+        return keys, [f"concept:{int(k)}" for k in keys]
+    if mode == "folder":
+        names = [p.parent.as_posix() for p in rel_paths]
+        groups = sorted(set(names))
+        index = torch.tensor([groups.index(n) for n in names])
+    else:
+        k = clusters or default_clusters(len(rel_paths))
+        index, _ = kmeans(embeddings, k, seed=seed)
+        groups = [f"cluster:{i}" for i in range(int(index.max()) + 1)]
+        names = [groups[i] for i in index.tolist()]
+    means = torch.stack([embeddings[index == g].mean(0) if (index == g).any() else embeddings[0] for g in range(len(groups))])
+    group_keys = assign_distinct(means, key_embeddings)
+    return group_keys[index], names

@@ -1,0 +1,338 @@
+"""Reading and writing users' photos without changing anything but the pixels we perturb.
+
+A photo is decoded once into a :class:`Photo`: its pixels in their native bit depth and colour model
+(RGB, grayscale, CMYK, 8 or 16 bit), alpha kept aside untouched, EXIF orientation already applied, plus
+the metadata needed to write it back (format, ICC profile, EXIF, DPI). Writes are atomic: a temporary
+file beside the target is renamed into place only once it is complete.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+# Formats we read and write. Pillow reads more; these are the still-image formats we round-trip.
+FORMAT_EXTENSIONS = {
+    "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
+    "PNG": (".png",),
+    "WEBP": (".webp",),
+    "TIFF": (".tif", ".tiff"),
+    "BMP": (".bmp",),
+}
+IMAGE_EXTENSIONS = {ext for exts in FORMAT_EXTENSIONS.values() for ext in exts}
+OUTPUT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
+METADATA_POLICIES = ("safe", "keep", "strip")
+DEFAULT_MAX_PIXELS = 100_000_000  # ~10k x 10k; raise with --max-pixels
+TEMP_MARKER = ".ucprotect-tmp"
+
+_GPS_IFD = ExifTags.IFD.GPSInfo
+_ORIENTATION = ExifTags.Base.Orientation
+
+
+@dataclass
+class Photo:
+    """A decoded photo. ``pixels`` is HxWxC (C = 3 for RGB, 1 for gray, 4 for CMYK), uint8 or uint16."""
+
+    path: Path
+    format: str
+    colour: str  # "rgb", "gray" or "cmyk"
+    pixels: np.ndarray
+    alpha: np.ndarray | None = None
+    icc_profile: bytes | None = None
+    exif: Image.Exif | None = None
+    info: dict = field(default_factory=dict)
+    mode: str = "RGB"  # Pillow mode the output is written in
+
+    @property
+    def max_value(self) -> int:
+        return 65535 if self.pixels.dtype == np.uint16 else 255
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) after orientation."""
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    def rgb8(self) -> np.ndarray:
+        """The photo as 8-bit RGB (HxWx3), the form the models see and the metrics use."""
+        return to_rgb8(self.colour, self.pixels)
+
+
+def to_rgb8(colour: str, pixels: np.ndarray) -> np.ndarray:
+    """Convert native pixels to 8-bit RGB the way Pillow would display them."""
+    p = pixels
+    if p.dtype == np.uint16:
+        p = np.round(p.astype(np.float32) / 257.0).astype(np.uint8)
+    if colour == "rgb":
+        return np.ascontiguousarray(p)
+    if colour == "gray":
+        return np.ascontiguousarray(np.repeat(p, 3, axis=2))
+    if colour == "cmyk":  # Pillow's CMYK->RGB: R = (255 - C) * (255 - K) / 255
+        cmy = p[..., :3].astype(np.uint16)
+        k = p[..., 3:4].astype(np.uint16)
+        return ((255 - cmy) * (255 - k) // 255).astype(np.uint8)
+    raise ValueError(colour)
+
+
+def find_images(root: Path) -> tuple[list[Path], list[Path]]:
+    """Return (image files, other files) under ``root`` (a file or a folder, recursive), sorted.
+
+    Hidden files and our own temporary files are passed over; files with an image extension are
+    candidates even if they turn out not to be images (they are then reported as failures).
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root], []
+    images, others = [], []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or TEMP_MARKER in name:
+                continue
+            path = Path(dirpath) / name
+            (images if path.suffix.lower() in IMAGE_EXTENSIONS else others).append(path)
+    return images, others
+
+
+def open_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Open ``path`` lazily and check it is a single still image within the pixel limit."""
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            raise _err(path, "the file is empty (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except PermissionError:
+        raise _err(path, "permission denied: check the file's permissions") from None
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        if "exceeds limit" in str(e) or "decompression bomb" in str(e).lower():
+            raise _err(path, f"the image is too large to decode safely; raise --max-pixels if it is genuine") from None
+        raise _err(path, "not an image Pillow can read (corrupt, or not an image at all)") from None
+    except OSError as e:
+        raise _err(path, f"cannot read the file ({e.strerror or e})") from None
+    if img.format not in FORMAT_EXTENSIONS:
+        img.close()
+        raise _err(path, f"format {img.format} is not supported (JPEG, PNG, WebP, TIFF and BMP are)")
+    if getattr(img, "n_frames", 1) > 1:
+        img.close()
+        raise _err(path, "animated or multi-page images are not supported; export the frame you want as a still image")
+    w, h = img.size
+    if w * h > max_pixels:
+        img.close()
+        raise _err(path, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}; raise --max-pixels if the image is genuine")
+    return img
+
+
+def load_photo(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
+    """Decode ``path`` fully into a :class:`Photo` with EXIF orientation applied to the pixels."""
+    path = Path(path)
+    img = open_checked(path, max_pixels)
+    fmt = img.format
+    info = dict(img.info)
+    if fmt == "WEBP":  # Pillow does not say whether a WebP is lossless; its first chunk does
+        with open(path, "rb") as fh:
+            info["lossless"] = fh.read(16)[12:16] == b"VP8L"
+    try:
+        exif = img.getexif()
+        img.load()
+        img = ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise _err(path, f"the image data is corrupt or truncated ({e})") from None
+    alpha = None
+    mode = img.mode
+    if mode in ("P", "PA"):
+        img = img.convert("RGBA" if ("transparency" in img.info or mode == "PA") else "RGB")
+        mode = img.mode
+    if mode == "1":
+        img, mode = img.convert("L"), "L"
+    if mode in ("RGBA", "LA"):
+        alpha = np.asarray(img.getchannel("A")).copy()
+        img = img.convert("RGB" if mode == "RGBA" else "L")
+        mode = img.mode
+    if mode == "L":
+        colour, pixels = "gray", np.asarray(img)[..., None]
+    elif mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img)
+        if arr.min() < 0 or arr.max() > 65535:
+            raise _err(path, f"{mode} pixel values outside 0..65535 are not supported")
+        colour, pixels, mode = "gray", arr.astype(np.uint16)[..., None], "I;16"
+    elif mode == "CMYK":
+        colour, pixels = "cmyk", np.asarray(img)
+    elif mode == "RGB":
+        colour, pixels = "rgb", np.asarray(img)
+    else:  # YCbCr, LAB, HSV, RGBX, F, ...: our output is RGB
+        colour, pixels, mode = "rgb", np.asarray(img.convert("RGB")), "RGB"
+    return Photo(
+        path=path,
+        format=fmt,
+        colour=colour,
+        pixels=np.ascontiguousarray(pixels),
+        alpha=alpha,
+        icc_profile=info.get("icc_profile"),
+        exif=exif,
+        info=info,
+        mode=mode,
+    )
+
+
+def load_thumbnail(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode ``path`` quickly to 8-bit RGB with its short side near ``short_side`` (orientation applied).
+
+    JPEGs are decoded at reduced scale (DCT scaling), so this is far cheaper than a full decode; it feeds
+    the backbone, which only ever looks at 224 px.
+    """
+    img = open_checked(path, max_pixels)
+    try:
+        if img.format == "JPEG":
+            w, h = img.size
+            scale = min(w, h) / short_side
+            if scale > 2:
+                img.draft(img.mode, (int(w / scale * 2), int(h / scale * 2)))
+        img.load()
+        img = ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise _err(path, f"the image data is corrupt or truncated ({e})") from None
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        img = Image.fromarray((np.asarray(img).astype(np.float32) / 257.0).clip(0, 255).astype(np.uint8))
+    if img.mode != "RGB":
+        img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "PA", "LA") else img.convert("RGB")
+    w, h = img.size
+    scale = short_side / min(w, h)
+    return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+
+
+def clean_exif(exif: Image.Exif | None, policy: str) -> bytes | None:
+    """EXIF bytes for the output under a metadata policy.
+
+    ``safe`` keeps camera EXIF but drops GPS and the embedded thumbnail; ``keep`` keeps GPS too;
+    ``strip`` writes none. Orientation is always reset to 1: it has been applied to the pixels.
+    """
+    if policy not in METADATA_POLICIES:
+        raise ValueError(policy)
+    if policy == "strip" or exif is None or len(exif) == 0:
+        return None
+    try:
+        out = Image.Exif()
+        out.load(exif.tobytes() if not isinstance(exif, bytes) else exif)
+        for ifd in (ExifTags.IFD.Exif, ExifTags.IFD.Interop) + ((_GPS_IFD,) if policy == "keep" else ()):
+            out.get_ifd(ifd)  # loaded sub-IFDs are written back; Pillow never writes IFD1 (the thumbnail)
+        if policy != "keep":
+            out.pop(_GPS_IFD, None)
+        if _ORIENTATION in out:
+            out[_ORIENTATION] = 1
+        return out.tobytes()
+    except Exception:  # malformed EXIF: write none rather than fail the photo
+        return None
+
+
+def photo_to_image(photo: Photo, pixels: np.ndarray) -> Image.Image:
+    """Build a Pillow image in the photo's own mode from (perturbed) native pixels, alpha re-attached."""
+    if photo.colour == "gray":
+        arr = pixels[..., 0]
+        img = Image.fromarray(np.ascontiguousarray(arr.astype(np.uint16 if photo.mode == "I;16" else np.uint8)))
+    elif photo.colour == "cmyk":
+        arr = np.ascontiguousarray(pixels.astype(np.uint8))
+        img = Image.frombytes("CMYK", (arr.shape[1], arr.shape[0]), arr.tobytes())
+    else:
+        img = Image.fromarray(np.ascontiguousarray(pixels.astype(np.uint8)))
+    if photo.alpha is not None:
+        a = Image.fromarray(np.ascontiguousarray(photo.alpha))
+        img = Image.merge("LA" if img.mode == "L" else "RGBA", (*img.split(), a)) if img.mode in ("L", "RGB") else img
+    return img
+
+
+def save_photo(
+    photo: Photo,
+    pixels: np.ndarray,
+    dest: Path,
+    fmt: str | None = None,
+    quality: int = 95,
+    metadata: str = "safe",
+) -> Path:
+    """Atomically write perturbed ``pixels`` to ``dest`` in ``fmt`` (default: the input's format).
+
+    The file appears at ``dest`` only once fully written and flushed; on any error the temporary
+    file is removed and an :class:`ImageError` names the target.
+    """
+    fmt = (fmt or photo.format).upper()
+    img = photo_to_image(photo, pixels)
+    kwargs: dict = {}
+    if photo.icc_profile and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        kwargs["icc_profile"] = photo.icc_profile
+    exif = clean_exif(photo.info.get("exif") or photo.exif, metadata)
+    if exif and fmt in ("JPEG", "PNG", "WEBP"):  # TIFF keeps its tags in its own IFD; EXIF is not carried
+        kwargs["exif"] = exif
+    if "dpi" in photo.info and fmt in ("JPEG", "PNG", "TIFF"):
+        kwargs["dpi"] = photo.info["dpi"]
+    if fmt == "JPEG":
+        if img.mode in ("RGBA", "LA"):
+            raise _err(dest, "the image has transparency, which JPEG cannot store: use --format png or webp")
+        if img.mode == "I;16":
+            raise _err(dest, "16-bit images cannot be stored as JPEG: use --format png")
+        kwargs.update(quality=quality, subsampling=0, optimize=False)
+    elif fmt == "WEBP":
+        if img.mode == "I;16":
+            raise _err(dest, "16-bit images cannot be stored as WebP: use --format png")
+        if img.mode == "CMYK":
+            img = img.convert("RGB")
+        kwargs.update(quality=quality, method=4, lossless=bool(photo.format == "WEBP" and photo.info.get("lossless")))
+    elif fmt == "PNG":
+        if img.mode == "CMYK":
+            img = img.convert("RGB")
+    elif fmt == "TIFF":
+        compression = photo.info.get("compression")
+        if compression in ("tiff_lzw", "tiff_adobe_deflate", "tiff_deflate", "packbits", "raw"):
+            kwargs["compression"] = compression
+    elif fmt == "BMP":
+        if img.mode in ("CMYK", "I;16"):
+            raise _err(dest, f"{img.mode} images cannot be stored as BMP: use --format png")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TEMP_MARKER, dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            img.save(fh, format=fmt, **kwargs)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise _err(dest, "disk full: free some space and re-run (finished files are kept and skipped)") from None
+        if isinstance(e, PermissionError):
+            raise _err(dest, "permission denied writing the output: choose a writable --out folder") from None
+        if isinstance(e, OSError):
+            raise _err(dest, f"cannot write the output ({e.strerror or e})") from None
+        raise
+    return dest
+
+
+def remove_stale_temp_files(root: Path) -> int:
+    """Delete temporary files an interrupted earlier run left under ``root``; return how many."""
+    count = 0
+    if not Path(root).is_dir():
+        return 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            if name.endswith(TEMP_MARKER):
+                try:
+                    os.unlink(os.path.join(dirpath, name))
+                    count += 1
+                except OSError:
+                    pass
+    return count
+
+
+def _err(path: Path, reason: str):
+    from .errors import ImageError
+
+    return ImageError(f"{path}: {reason}")

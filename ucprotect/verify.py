@@ -1,0 +1,409 @@
+"""``verify``: train a victim the way a data thief would, on clean and on protected copies, and compare.
+
+Split a class-folder dataset (stratified, seeded), protect the train split (or take an existing
+protected copy), train the same victim with the same recipe and seed on clean-train, protected-train
+and protected-train under each defence, and measure accuracy on the *clean* test split every epoch.
+Score = (clean - protected) / (clean - chance), from peak-over-epochs accuracies (a thief can stop early).
+"""
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from . import imageio
+from .errors import ConfigError, DataError
+from .transforms import gaussian_blur, grayscale, random_resized_crop
+from .victims import create_victim
+
+DEFENSES = ("jpeg", "grayscale", "blur", "downup", "heavyaug", "mixup")
+
+
+@dataclass
+class Recipe:
+    victim: str = "resnet18"
+    image_size: int = 64
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 0.05
+    weight_decay: float = 5e-4
+    seed: int = 0
+
+
+PRESETS = {
+    "quick": Recipe(victim="small-cnn", image_size=64, epochs=12, batch_size=64, lr=0.05),
+    "standard": Recipe(victim="resnet18", image_size=64, epochs=20, batch_size=64, lr=0.05),
+    "paper": Recipe(victim="resnet18", image_size=224, epochs=200, batch_size=128, lr=0.1),
+}
+
+
+@dataclass
+class Dataset:
+    paths: list[Path]
+    labels: list[int]
+    class_names: list[str]
+    root: Path
+
+
+def load_class_folders(root: Path, max_per_class: int | None = None, seed: int = 0) -> Dataset:
+    """``root/<class>/<images>``; classes are sorted folder names."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder; verify needs DATA_DIR/<class>/<images>")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    paths, labels, names = [], [], []
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        files, _ = imageio.find_images(root / name)
+        if max_per_class and len(files) > max_per_class:
+            files = sorted(rng.choice(np.array(files, dtype=object), max_per_class, replace=False).tolist())
+        if files:
+            names.append(name)
+            paths += files
+            labels += [len(names) - 1] * len(files)
+    if len(names) < 2:
+        raise DataError(f"{root}: found {len(names)} class folders with images; verify needs at least 2")
+    return Dataset(paths, labels, names, root)
+
+
+def stratified_split(labels: list[int], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Indices (train, test): per class, a seeded shuffle and the first round(n * fraction) (>= 1) to test."""
+    if not 0 < test_fraction < 1:
+        raise ConfigError(f"--test-fraction {test_fraction}: must be between 0 and 1")
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    labels_arr = np.asarray(labels)
+    for c in np.unique(labels_arr):
+        idx = np.flatnonzero(labels_arr == c)
+        rng.shuffle(idx)
+        k = max(1, round(len(idx) * test_fraction)) if len(idx) > 1 else 0
+        test += idx[:k].tolist()
+        train += idx[k:].tolist()
+    return sorted(train), sorted(test)
+
+
+def cluster_labels(class_names: list[str], n: int, text_encoder, seed: int = 0) -> list[int]:
+    """Group class names into ``n`` clusters by their text embeddings (the paper's label-agnostic setting)."""
+    from .clustering import kmeans
+
+    emb = text_encoder([f"a photo of a {c.replace('_', ' ')}" for c in class_names])
+    labels, _ = kmeans(emb, min(n, len(class_names)), seed=seed)
+    # renumber densely in order of first appearance so ids are stable and contiguous
+    order = {}
+    return [order.setdefault(int(l), len(order)) for l in labels.tolist()]
+
+
+def load_tensor(paths: list[Path], size: int) -> torch.Tensor:
+    """uint8 N x 3 x size x size: short side resized to ``size``, centre crop (thumbnail decoder)."""
+    out = []
+    for p in paths:
+        t = imageio.load_thumbnail(p, size)
+        w, h = t.size
+        left, top = (w - size) // 2, (h - size) // 2
+        out.append(np.asarray(t.crop((left, top, left + size, top + size))))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+
+
+# ---------------------------------------------------------------------------------------------- defences
+
+
+def jpeg(images: torch.Tensor, quality: int = 75) -> torch.Tensor:
+    out = []
+    for img in images:
+        buf = io.BytesIO()
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality)
+        out.append(torch.from_numpy(np.asarray(Image.open(buf).convert("RGB"))).permute(2, 0, 1))
+    return torch.stack(out)
+
+
+def _float_op(images: torch.Tensor, fn) -> torch.Tensor:
+    return (fn(images.float() / 255).clamp(0, 1) * 255).round().byte()
+
+
+def apply_defense(name: str, images: torch.Tensor) -> torch.Tensor:
+    """Transform the (protected) training images once, as the thief would before training."""
+    kind, _, arg = name.partition(":")
+    if kind == "jpeg":
+        return jpeg(images, int(arg or 75))
+    if kind == "grayscale":
+        return _float_op(images, grayscale)
+    if kind == "blur":
+        return _float_op(images, lambda x: gaussian_blur(x, float(arg or 1.0)))
+    if kind == "downup":
+        from .transforms import down_up
+
+        return _float_op(images, lambda x: down_up(x, float(arg or 0.5)))
+    if kind in ("heavyaug", "mixup", "none"):
+        return images  # applied during training
+    raise ConfigError(f"unknown defence {name!r}; valid: {', '.join(DEFENSES)} (jpeg:Q, blur:SIGMA, downup:FACTOR)")
+
+
+def parse_defenses(values: list[str]) -> list[str]:
+    out = []
+    for v in values:
+        for item in v.split(","):
+            item = item.strip()
+            if item == "all":
+                out += ["jpeg:75", "grayscale", "blur:1.0", "downup:0.5", "heavyaug", "mixup"]
+            elif item:
+                apply_defense(item, torch.zeros(0, 3, 8, 8, dtype=torch.uint8)) if item.split(":")[0] not in ("jpeg",) else None
+                out.append(item)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def _augment(x: torch.Tensor, g: torch.Generator, heavy: bool) -> torch.Tensor:
+    """Standard: random crop with reflect padding (1/8 of the side) and flip. Heavy: resized crop, jitter, cutout."""
+    b, _, s, _ = x.shape
+    if heavy:
+        x = random_resized_crop(x, s, g, scale=(0.2, 1.0))
+        bright = 1 + (torch.rand(b, 1, 1, 1, generator=g) - 0.5) * 0.8
+        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=g) - 0.5) * 0.8
+        mean = x.mean((1, 2, 3), keepdim=True)
+        x = ((x - mean) * contrast + mean) * bright
+        sat = 1 + (torch.rand(b, 1, 1, 1, generator=g) - 0.5) * 0.8
+        x = grayscale(x) + (x - grayscale(x)) * sat
+        cut = s // 3
+        ys = torch.randint(0, s - cut + 1, (b,), generator=g)
+        xs = torch.randint(0, s - cut + 1, (b,), generator=g)
+        mask = torch.ones_like(x[:, :1])
+        for i in range(b):
+            mask[i, :, ys[i] : ys[i] + cut, xs[i] : xs[i] + cut] = 0
+        return (x * mask).clamp(0, 1)
+    pad = max(1, s // 8)
+    x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+    x = torch.stack([x[i, :, oy[i] : oy[i] + s, ox[i] : ox[i] + s] for i in range(b)])
+    flip = torch.rand(b, generator=g) < 0.5
+    x[flip] = x[flip].flip(-1)
+    return x
+
+
+def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int,
+                 recipe: Recipe, defense: str = "none", on_epoch: Callable[[int, float], None] | None = None) -> list[float]:
+    """Train a fresh victim; return clean-test accuracy after each epoch. Deterministic for a seed."""
+    torch.manual_seed(recipe.seed)
+    g = torch.Generator().manual_seed(recipe.seed)
+    model = create_victim(recipe.victim, num_classes, recipe.image_size)
+    steps_per_epoch = max(1, (len(train_x) + recipe.batch_size - 1) // recipe.batch_size)
+    opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.15)
+    heavy, mixup = defense.startswith("heavyaug"), defense.startswith("mixup")
+    gray_test = defense.startswith("grayscale")
+    tx = test_x.float() / 255
+    if gray_test:
+        tx = grayscale(tx)
+    accs = []
+    for epoch in range(recipe.epochs):
+        model.train()
+        perm = torch.randperm(len(train_x), generator=g)
+        for i in range(steps_per_epoch):
+            idx = perm[i * recipe.batch_size : (i + 1) * recipe.batch_size]
+            if len(idx) < 2:
+                continue
+            x = _augment(train_x[idx].float() / 255, g, heavy)
+            y = train_y[idx]
+            if mixup:
+                lam = float(np.random.default_rng(recipe.seed * 7919 + epoch * 1000 + i).beta(1.0, 1.0))
+                j = torch.randperm(len(idx), generator=g)
+                out = model(lam * x + (1 - lam) * x[j])
+                loss = lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[j])
+            else:
+                loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        accs.append(evaluate(model, tx, test_y))
+        if on_epoch:
+            on_epoch(epoch + 1, accs[-1])
+    return accs
+
+
+@torch.no_grad()
+def evaluate(model, x: torch.Tensor, y: torch.Tensor, batch: int = 256) -> float:
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch):
+        correct += int((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
+    return correct / max(1, len(x))
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+@dataclass
+class RunResult:
+    name: str
+    accuracy: list[float]
+
+    @property
+    def final(self) -> float:
+        return self.accuracy[-1]
+
+    @property
+    def peak(self) -> float:
+        return max(self.accuracy)
+
+
+@dataclass
+class VerifyReport:
+    dataset: str
+    labels: str
+    num_classes: int
+    chance: float
+    recipe: dict
+    train_images: int
+    test_images: int
+    runs: list[RunResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def run(self, name: str) -> RunResult:
+        return next(r for r in self.runs if r.name == name)
+
+    def score(self, name: str) -> float:
+        """(clean - protected) / (clean - chance), peak accuracies; 1 = nothing learned, 0 = no protection."""
+        clean = self.run("clean").peak
+        denom = clean - self.chance
+        return float("nan") if denom <= 0 else (clean - self.run(name).peak) / denom
+
+    def rows(self) -> list[dict]:
+        return [{"run": r.name, "final": r.final, "peak": r.peak,
+                 "score": None if r.name == "clean" else self.score(r.name)} for r in self.runs]
+
+    def bottom_line(self) -> tuple[str, float]:
+        """The protected run (any defence) where the thief does best, and its score."""
+        prot = [r for r in self.runs if r.name != "clean"]
+        worst = max(prot, key=lambda r: r.peak)
+        return worst.name, self.score(worst.name)
+
+    def verdict(self) -> str:
+        name, s = self.bottom_line()
+        if s >= 0.7:
+            level = "strong: a model trained on the protected copies learns little"
+        elif s >= 0.4:
+            level = "partial: models learn noticeably less from the protected copies, but still learn"
+        elif s >= 0.15:
+            level = "weak: protection removes only a small part of what a model learns"
+        else:
+            level = "none: a model learns about as well from the protected copies as from the originals"
+        return f"Protection is {level} (worst case '{name}', score {s:.2f})."
+
+    def to_json(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "runs"}
+        d["runs"] = [{"name": r.name, "accuracy": r.accuracy, "final": r.final, "peak": r.peak,
+                      "score": None if r.name == "clean" else self.score(r.name)} for r in self.runs]
+        d["verdict"] = self.verdict()
+        return d
+
+
+def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Path], Path], dict[Path, Path]] | None = None,
+                   protected_dir: Path | None = None, labels: str = "folders", defenses: list[str] | None = None,
+                   test_fraction: float = 0.2, max_per_class: int | None = None, text_encoder=None,
+                   on_progress: Callable[[str, int, float], None] | None = None, workdir: Path | None = None) -> tuple[VerifyReport, dict]:
+    """Run the whole comparison. ``protect_fn(train_paths, out_dir) -> {input: output}`` makes protected
+    copies; or pass ``protected_dir`` holding copies at the same relative paths. Returns the report and
+    the tensors used for the sample strip."""
+    t0 = time.perf_counter()
+    ds = load_class_folders(data_dir, max_per_class, recipe.seed)
+    if labels == "folders":
+        y_all, n_classes = ds.labels, len(ds.class_names)
+    elif labels.startswith("clusters:"):
+        try:
+            n = int(labels.split(":", 1)[1])
+        except ValueError:
+            raise ConfigError(f"--labels {labels}: write clusters:N, e.g. clusters:20") from None
+        if text_encoder is None:
+            from .backbones._text import SentenceEncoder
+
+            text_encoder = SentenceEncoder().encode
+        groups = cluster_labels(ds.class_names, n, text_encoder, recipe.seed)
+        y_all, n_classes = [groups[c] for c in ds.labels], max(groups) + 1
+    else:
+        raise ConfigError(f"--labels {labels}: use folders or clusters:N")
+    train_idx, test_idx = stratified_split(ds.labels, test_fraction, recipe.seed)
+    train_paths = [ds.paths[i] for i in train_idx]
+    size = recipe.image_size
+    train_clean = load_tensor(train_paths, size)
+    test_x = load_tensor([ds.paths[i] for i in test_idx], size)
+    y = torch.tensor(y_all)
+    train_y, test_y = y[train_idx], y[test_idx]
+    if protected_dir is not None:
+        mapping = {p: Path(protected_dir) / p.relative_to(ds.root) for p in train_paths}
+        missing = [str(v) for v in mapping.values() if not v.exists()]
+        if missing:
+            raise DataError(f"--protected {protected_dir}: {len(missing)} protected copies missing, e.g. {missing[0]}")
+    elif protect_fn is not None:
+        tmp = Path(workdir or tempfile.mkdtemp(prefix="ucprotect-verify-"))
+        mapping = protect_fn(train_paths, tmp)
+    else:
+        raise ConfigError("verify needs weights to protect with, or --protected DIR")
+    train_prot = load_tensor([mapping[p] for p in train_paths], size)
+    counts = torch.bincount(test_y, minlength=n_classes).float()
+    report = VerifyReport(dataset=str(data_dir), labels=labels, num_classes=n_classes,
+                          chance=float(counts.max() / counts.sum()), recipe=asdict(recipe),
+                          train_images=len(train_idx), test_images=len(test_idx))
+    plan = [("clean", train_clean, "none"), ("protected", train_prot, "none")]
+    plan += [(f"protected+{d}", apply_defense(d, train_prot), d) for d in (defenses or [])]
+    for name, xs, defense in plan:
+        cb = (lambda e, a, n=name: on_progress(n, e, a)) if on_progress else None
+        report.runs.append(RunResult(name, train_victim(xs, train_y, test_x, test_y, n_classes, recipe, defense, cb)))
+    report.seconds = time.perf_counter() - t0
+    return report, {"clean": train_clean[:6], "protected": train_prot[:6]}
+
+
+def write_report_files(report: VerifyReport, samples: dict, json_path: Path | None, png_path: Path | None) -> None:
+    if json_path:
+        Path(json_path).write_text(json.dumps(report.to_json(), indent=1))
+    if png_path:
+        plot_report(report, samples).save(png_path)
+
+
+_COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127)]
+
+
+def plot_report(report: VerifyReport, samples: dict, width: int = 720) -> Image.Image:
+    """Accuracy-per-epoch curves (clean vs protected vs each defence) above a sample strip
+    (original / protected / difference amplified 10x). Drawn with Pillow, no plotting dependency."""
+    ph, margin = 300, 40
+    n = min(6, len(samples["clean"]))
+    cell = (width - 2 * margin) // max(1, n)
+    img = Image.new("RGB", (width, ph + 3 * cell + 3 * margin), "white")
+    d = ImageDraw.Draw(img)
+    x0, y0, x1, y1 = margin, margin, width - 160, ph
+    d.rectangle([x0, y0, x1, y1], outline="black")
+    epochs = max(len(r.accuracy) for r in report.runs)
+    for frac in (0.25, 0.5, 0.75, 1.0):
+        yy = y1 - frac * (y1 - y0)
+        d.line([x0, yy, x1, yy], fill=(220, 220, 220))
+        d.text((4, yy - 6), f"{frac:.2f}", fill="black")
+    yy = y1 - report.chance * (y1 - y0)
+    d.line([x0, yy, x1, yy], fill=(160, 160, 160))
+    for k, r in enumerate(report.runs):
+        pts = [(x0 + (x1 - x0) * (i + 1) / epochs, y1 - a * (y1 - y0)) for i, a in enumerate(r.accuracy)]
+        colour = _COLOURS[k % len(_COLOURS)]
+        if len(pts) > 1:
+            d.line(pts, fill=colour, width=2)
+        d.text((x1 + 8, y0 + 14 * k), f"{r.name} {r.peak:.2f}", fill=colour)
+    d.text((x0, 8), f"clean-test accuracy per epoch ({report.dataset}, {report.labels}); grey: chance", fill="black")
+    for i in range(n):
+        c = samples["clean"][i].permute(1, 2, 0).numpy()
+        p = samples["protected"][i].permute(1, 2, 0).numpy()
+        diff = np.clip((p.astype(np.int16) - c.astype(np.int16)) * 10 + 128, 0, 255).astype(np.uint8)
+        for row, arr in enumerate((c, p, diff)):
+            tile = Image.fromarray(arr).resize((cell - 4, cell - 4), Image.NEAREST)
+            img.paste(tile, (margin + i * cell, ph + margin + row * cell))
+    d.text((4, ph + margin - 14), "rows: original / protected / difference x10", fill="black")
+    return img

@@ -1,0 +1,127 @@
+"""The weights file: one ``.safetensors`` with the generator and everything needed to rebuild and check it.
+
+Tensors: ``generator.*`` (state dict), ``backbone.*`` (what the backbone needs offline, e.g. ConSE's
+class text embeddings), ``concepts.coarse_keys``. Metadata (strings): format name and version, the
+generator config, the backbone spec, the concept vocabulary, the training budget and objective.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from .errors import WeightsError
+from .generator import GeneratorConfig, create_generator
+
+FORMAT = "ucprotect-generator"
+FORMAT_VERSION = 1
+DEFAULT_WEIGHTS_NAME = "ucprotect-conse-v1.safetensors"
+
+
+@dataclass
+class WeightsBundle:
+    generator: torch.nn.Module
+    config: GeneratorConfig
+    backbone: str
+    backbone_tensors: dict[str, torch.Tensor]
+    concept_names: list[str]
+    coarse_keys: torch.Tensor
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def train_epsilon(self) -> float:
+        return float(self.metadata.get("epsilon", 8))
+
+
+def default_weights_path() -> Path:
+    """The generator shipped in the repository's ``weights/`` folder (or inside an installed package)."""
+    repo = Path(__file__).resolve().parent.parent / "weights" / DEFAULT_WEIGHTS_NAME
+    if repo.exists():
+        return repo
+    return Path(str(resources.files("ucprotect").joinpath("weights", DEFAULT_WEIGHTS_NAME)))
+
+
+def save_weights(path: Path, generator, backbone: str, backbone_tensors: dict[str, torch.Tensor],
+                 concept_names: list[str], coarse_keys: torch.Tensor, metadata: dict | None = None) -> Path:
+    """Write the weights file atomically (temp file, then rename)."""
+    from safetensors.torch import save_file
+
+    tensors = {f"generator.{k}": v.detach().float().contiguous().cpu() for k, v in generator.state_dict().items()}
+    tensors.update({f"backbone.{k}": v.detach().contiguous().cpu() for k, v in backbone_tensors.items()})
+    tensors["concepts.coarse_keys"] = coarse_keys.long().contiguous().cpu()
+    meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()}
+    meta.update(format=FORMAT, format_version=str(FORMAT_VERSION), generator_config=json.dumps(generator.config.to_dict()),
+                backbone=backbone, concept_names=json.dumps(list(concept_names)))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+    return path
+
+
+def read_metadata(path: Path) -> dict:
+    """The metadata of a weights file, parsed; raises :class:`WeightsError` for anything that is not one."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"{path}: weights file not found; pass --weights with the path of a .safetensors file made by 'ucprotect train'")
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder; pass the .safetensors file inside it")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise WeightsError(f"{path}: not a readable safetensors file (corrupt or truncated?): {str(e).splitlines()[0]}") from None
+    if meta.get("format") != FORMAT:
+        raise WeightsError(f"{path}: a safetensors file, but not a ucprotect generator (no '{FORMAT}' metadata)")
+    version = meta.get("format_version", "?")
+    if version != str(FORMAT_VERSION):
+        raise WeightsError(f"{path}: weights format version {version}, this ucprotect reads version {FORMAT_VERSION}; upgrade ucprotect or re-export the weights")
+    parsed = {}
+    for k, v in meta.items():
+        try:
+            parsed[k] = json.loads(v)
+        except (json.JSONDecodeError, TypeError):
+            parsed[k] = v
+    return parsed
+
+
+def load_weights(path: Path | None = None, device: str | torch.device = "cpu") -> WeightsBundle:
+    """Validate and load a weights file: format, version, architecture, then a strict state-dict load."""
+    from safetensors.torch import load_file
+
+    path = Path(path) if path else default_weights_path()
+    meta = read_metadata(path)
+    try:
+        config = GeneratorConfig.from_dict(meta["generator_config"])
+        generator = create_generator(config)
+        tensors = load_file(str(path))
+    except WeightsError:
+        raise
+    except Exception as e:
+        raise WeightsError(f"{path}: cannot rebuild the generator: {e}") from None
+    state = {k[len("generator."):]: v for k, v in tensors.items() if k.startswith("generator.")}
+    try:
+        generator.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"{path}: tensors do not match the {config.arch} architecture it declares: {str(e).splitlines()[0]}") from None
+    if "concepts.coarse_keys" not in tensors:
+        raise WeightsError(f"{path}: missing tensor concepts.coarse_keys")
+    names = meta.get("concept_names")
+    if not isinstance(names, list) or len(names) != config.num_keys:
+        raise WeightsError(f"{path}: concept vocabulary has {len(names) if isinstance(names, list) else 0} names, the generator {config.num_keys} keys")
+    generator.eval().to(device)
+    return WeightsBundle(
+        generator=generator,
+        config=config,
+        backbone=meta["backbone"],
+        backbone_tensors={k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")},
+        concept_names=names,
+        coarse_keys=tensors["concepts.coarse_keys"].long(),
+        metadata=meta,
+    )
