@@ -121,7 +121,7 @@ def jpeg(images: torch.Tensor, quality: int = 75) -> torch.Tensor:
     for img in images:
         buf = io.BytesIO()
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality)
-        out.append(torch.from_numpy(np.asarray(Image.open(buf).convert("RGB"))).permute(2, 0, 1))
+        out.append(torch.from_numpy(np.array(Image.open(buf).convert("RGB"))).permute(2, 0, 1))
     return torch.stack(out)
 
 
