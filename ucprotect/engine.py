@@ -84,7 +84,7 @@ class Protector:
     def embed(self, thumbnails: list[Image.Image]) -> torch.Tensor:
         """Concept embeddings (N x D, CPU) of RGB thumbnails; with TTA, averaged with the mirror image."""
         size = self.backbone.image_size
-        batch = torch.cat([to_tensor(np.asarray(_centre_square(t, size))) for t in thumbnails]).to(self.device)
+        batch = torch.cat([to_tensor(np.asarray(imageio.centre_square(t, size))) for t in thumbnails]).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
             emb = self.backbone.encode_image(batch)
             if self.tta:
@@ -137,16 +137,6 @@ def imageio_thumbnail(img: Image.Image, short: int) -> Image.Image:
     w, h = img.size
     s = short / min(w, h)
     return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
-
-
-def _centre_square(img: Image.Image, size: int) -> Image.Image:
-    w, h = img.size
-    s = size / min(w, h)
-    if (w, h) != (round(w * s), round(h * s)):
-        img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
-        w, h = img.size
-    left, top = (w - size) // 2, (h - size) // 2
-    return img.crop((left, top, left + size, top + size))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -207,6 +207,22 @@ def load_thumbnail(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_PI
     return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
 
 
+def centre_square(img: Image.Image, size: int) -> Image.Image:
+    """Short side resized to ``size`` (if it is not already), then the centre ``size`` x ``size`` square."""
+    w, h = img.size
+    s = size / min(w, h)
+    if (w, h) != (round(w * s), round(h * s)):
+        img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BICUBIC)
+        w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return img.crop((left, top, left + size, top + size))
+
+
+def load_square(path: Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """``size`` x ``size`` x 3 uint8 centre square of a photo (fast thumbnail decode); what models train on."""
+    return np.array(centre_square(load_thumbnail(path, size, max_pixels), size))
+
+
 def clean_exif(exif: Image.Exif | None, policy: str) -> bytes | None:
     """EXIF bytes for the output under a metadata policy.
 

@@ -69,12 +69,9 @@ def load_training_images(data_dir: Path, size: int, max_images: int | None, seed
     kept, arrays = [], []
     for p in paths:
         try:
-            thumb = imageio.load_thumbnail(p, size)
+            arrays.append(imageio.load_square(p, size))
         except UcprotectError:
             continue
-        w, h = thumb.size
-        left, top = (w - size) // 2, (h - size) // 2
-        arrays.append(np.asarray(thumb.crop((left, top, left + size, top + size))))
         kept.append(p)
     if len(kept) < 4:
         raise DataError(f"{data_dir}: found {len(kept)} readable images; training needs at least 4")
@@ -86,12 +83,7 @@ def embed_paths(backbone, paths: list[Path], batch_size: int = 32, on_progress: 
     size = backbone.image_size
     out = []
     for i in range(0, len(paths), batch_size):
-        batch = []
-        for p in paths[i : i + batch_size]:
-            t = imageio.load_thumbnail(p, size)
-            w, h = t.size
-            left, top = (w - size) // 2, (h - size) // 2
-            batch.append(torch.from_numpy(np.array(t.crop((left, top, left + size, top + size)))).permute(2, 0, 1))
+        batch = [torch.from_numpy(imageio.load_square(p, size)).permute(2, 0, 1) for p in paths[i : i + batch_size]]
         x = torch.stack(batch).float() / 255
         out.append(torch.nn.functional.normalize(backbone.encode_image(x) + backbone.encode_image(x.flip(-1)), dim=-1))
         if on_progress:

@@ -104,13 +104,7 @@ def cluster_labels(class_names: list[str], n: int, text_encoder, seed: int = 0) 
 
 def load_tensor(paths: list[Path], size: int) -> torch.Tensor:
     """uint8 N x 3 x size x size: short side resized to ``size``, centre crop (thumbnail decoder)."""
-    out = []
-    for p in paths:
-        t = imageio.load_thumbnail(p, size)
-        w, h = t.size
-        left, top = (w - size) // 2, (h - size) // 2
-        out.append(np.asarray(t.crop((left, top, left + size, top + size))))
-    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).contiguous()
+    return torch.from_numpy(np.stack([imageio.load_square(p, size) for p in paths])).permute(0, 3, 1, 2).contiguous()
 
 
 # ---------------------------------------------------------------------------------------------- defences
