@@ -36,11 +36,11 @@ class GeneratorConfig:
     arch: str = "concept-texture"
     embed_dim: int = 384  # size of the backbone's embedding space
     num_keys: int = 1000  # concept-texture: one texture per vocabulary concept
-    components: int = 3  # concept-texture: gratings summed per key
-    min_cycles: float = 6.0  # grating frequency range, in cycles per image short side
-    max_cycles: float = 24.0
-    sharpness: float = 6.0  # tanh(sharpness * sin): ~square wave, differentiable
-    mask_floor: float = 0.2  # amplitude on perfectly flat areas (1.0 = no masking)
+    components: int = 1  # concept-texture: gratings per key (1 = the construction measured in PAPER.md)
+    min_cycles: float = 4.0  # grating frequency range, in cycles per image short side
+    max_cycles: float = 12.0
+    sharpness: float = 8.0  # tanh(sharpness * sin): ~square wave, differentiable; small = sine-like
+    mask_floor: float = 1.0  # amplitude on perfectly flat areas (1.0 = no contrast masking)
     mask_ref: float = 0.08  # local std (in [0,1] units) at which full amplitude is reached
     work_size: int = 224  # short side the image branch runs at
     width: int = 16  # resnet: channels after the stem
@@ -107,6 +107,10 @@ def contrast_mask(images: torch.Tensor, floor: float, ref: float, work_size: int
     return F.interpolate(mask, size=images.shape[-2:], mode="bilinear", align_corners=False)
 
 
+# Channel sign patterns (R, G, B) with |luminance| >= 0.4 (0.299 R + 0.587 G + 0.114 B), up to sign.
+LUMA_SIGNS = ((1, 1, 1), (1, 1, -1), (-1, 1, 1))
+
+
 class _KeyedGenerator(nn.Module):
     """Shared part: the concept keys (unit text embeddings) that conditioning embeddings snap to."""
 
@@ -128,7 +132,13 @@ class ConceptTextureGenerator(_KeyedGenerator):
         self.freq = nn.Parameter(torch.randn(k, j, generator=g))  # -> cycles via sigmoid
         self.angle = nn.Parameter(torch.rand(k, j, generator=g) * math.pi)
         self.phase = nn.Parameter(torch.rand(k, j, generator=g) * 2 * math.pi)
-        self.colour = nn.Parameter(torch.randn(k, j, 3, generator=g))
+        # Colour: a sign per channel, drawn from the sign patterns whose luminance is large, so the
+        # grating survives grayscale conversion (PAPER.md: colour-only gratings cancel in luminance).
+        # Stored as logits (tanh(3) = 0.995): full amplitude, yet trainable.
+        signs = torch.tensor(LUMA_SIGNS, dtype=torch.float32)
+        pick = torch.randint(len(signs), (k, j), generator=g)
+        flip = torch.randint(0, 2, (k, j, 1), generator=g).float() * 2 - 1
+        self.colour = nn.Parameter(3.0 * signs[pick] * flip)
 
     def cycles(self) -> torch.Tensor:
         c = self.config
@@ -151,15 +161,21 @@ class ConceptTextureGenerator(_KeyedGenerator):
         fy = (2 * math.pi * cyc * torch.sin(ang))[..., None, None]  # B x J x 1 x 1
         fx = (2 * math.pi * cyc * torch.cos(ang))[..., None, None]
         arg = fy * ys.view(1, 1, -1, 1) + fx * xs.view(1, 1, 1, -1) + self.phase[keys][..., None, None]
-        wave = torch.tanh(self.config.sharpness * torch.sin(arg))  # B x J x H x W
+        sharp = self.config.sharpness
+        wave = torch.tanh(sharp * torch.sin(arg)) / math.tanh(sharp)  # B x J x H x W, peak 1
         colour = torch.tanh(self.colour[keys])  # B x J x 3
-        return torch.tanh(2.0 * torch.einsum("bjhw,bjc->bchw", wave, colour))
+        if wave.shape[1] == 1:
+            return wave * colour[..., None, None].squeeze(1)
+        return torch.einsum("bjhw,bjc->bchw", wave, colour).clamp(-1, 1)
 
     def forward(self, images: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         keys = self.nearest_keys(embeddings)
         h, w = images.shape[-2:]
         c = self.config
-        return self.render(keys, h, w) * contrast_mask(images, c.mask_floor, c.mask_ref, c.work_size)
+        texture = self.render(keys, h, w)
+        if c.mask_floor >= 1.0:
+            return texture
+        return texture * contrast_mask(images, c.mask_floor, c.mask_ref, c.work_size)
 
 
 class _ResBlock(nn.Module):
