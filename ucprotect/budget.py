@@ -1,6 +1,7 @@
 """The perturbation budget, applied in exactly one place for both `protect` and `train`."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -18,3 +19,18 @@ def apply_budget(images: torch.Tensor, delta: torch.Tensor, epsilon: float) -> t
 def epsilon_from_255(value: float) -> float:
     """Convert a budget given in 0-255 pixel units (the CLI's unit) to [0, 1] units."""
     return float(value) / 255.0
+
+
+def apply_budget_pixels(pixels: np.ndarray, delta: torch.Tensor, epsilon: float, max_value: int = 255) -> np.ndarray:
+    """``apply_budget`` on integer pixels (H x W x C, any channel count >= delta's): what `protect` writes.
+
+    ``delta`` (C x H x W, [0, 1] units) is rounded to whole pixel steps and capped at ``floor(epsilon *
+    max_value)`` steps before it is added, so ``|output - input| <= epsilon`` holds exactly after
+    quantisation; channels beyond delta's (alpha) are copied untouched.
+    """
+    channels = delta.shape[0]
+    step = int(np.floor(epsilon * max_value + 1e-6))
+    d = torch.round(delta * max_value).clamp_(-step, step).to(torch.int32).permute(1, 2, 0).numpy()
+    out = pixels.copy()
+    out[..., :channels] = np.clip(pixels[..., :channels].astype(np.int32) + d, 0, max_value).astype(pixels.dtype)
+    return out

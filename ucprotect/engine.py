@@ -2,7 +2,7 @@
 
 Two passes over a collection. Pass 1 decodes small thumbnails (fast JPEG draft decoding) and embeds
 them with the backbone in batches; grouping then gives every photo its concept key. Pass 2 decodes each
-photo fully, renders its perturbation at the photo's own size, bounds it (``apply_budget``), and writes
+photo fully, renders its perturbation at the photo's own size, bounds it (``apply_budget_pixels``), and writes
 it atomically. Decoding and encoding run on worker threads while the main thread does model work.
 """
 from __future__ import annotations
@@ -22,9 +22,9 @@ from PIL import Image
 
 from . import imageio
 from .backbones import create_backbone
-from .budget import apply_budget, epsilon_from_255
+from .budget import apply_budget_pixels, epsilon_from_255
 from .errors import ConfigError, ImageError, UcprotectError
-from .grouping import assign_keys, resolve_mode
+from .grouping import assign_keys, folder_sample, resolve_mode
 from .metrics import psnr, ssim
 from .weights import WeightsBundle, load_weights
 
@@ -101,22 +101,15 @@ class Protector:
     def perturb_pixels(self, photo: imageio.Photo, key: int) -> np.ndarray:
         """The photo's native pixels with the perturbation added, in its own colour model and bit depth."""
         rgb = to_tensor(photo.rgb8())
-        delta = self.perturbation(rgb, key)[0]  # 3 x H x W
+        delta = self.perturbation(rgb, key)[0]  # 3 x H x W, in [-epsilon, epsilon]
         if photo.colour == "gray":
-            delta = (delta * delta.new_tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+            # the luminance of the texture, rescaled to the full budget: a gray photo can carry no colour
+            luma = (delta * delta.new_tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+            peak = float(luma.abs().max())
+            delta = luma * (float(delta.abs().max()) / peak) if peak > 0 else luma
         elif photo.colour == "cmyk":
             delta = -delta  # more red = less cyan; black (K) is left alone
-        native = photo.pixels
-        channels = delta.shape[0]
-        x = torch.from_numpy(native[..., :channels].astype(np.float32)).permute(2, 0, 1) / photo.max_value
-        y = apply_budget(x, delta, self.epsilon)
-        step = np.floor(self.epsilon * photo.max_value + 1e-6)
-        q = torch.round(y * photo.max_value).numpy().transpose(1, 2, 0)
-        base = native[..., :channels].astype(np.float32)
-        q = np.clip(q, base - step, base + step)  # rounding never exceeds the budget
-        out = native.copy()
-        out[..., :channels] = q.astype(native.dtype)
-        return out
+        return apply_budget_pixels(photo.pixels, delta, self.epsilon, photo.max_value)
 
     def protect(self, image: Image.Image, key: int | None = None) -> Image.Image:
         """Protect one Pillow image (keyed by its own coarse concept group unless ``key`` is given)."""
@@ -124,10 +117,8 @@ class Protector:
         if key is None:
             emb = self.embed([imageio_thumbnail(rgb, self.backbone.image_size)])
             key = int(self.bundle.coarse_keys[(emb @ self.key_embeddings.T).argmax(1)][0])
-        delta = self.perturbation(to_tensor(np.asarray(rgb)), key)
-        out = apply_budget(to_tensor(np.asarray(rgb)), delta, self.epsilon)
-        arr = torch.round(out[0] * 255).clamp(0, 255).byte().permute(1, 2, 0).numpy()
-        result = Image.fromarray(arr, "RGB")
+        arr = np.asarray(rgb)
+        result = Image.fromarray(apply_budget_pixels(arr, self.perturbation(to_tensor(arr), key)[0], self.epsilon), "RGB")
         if image.mode in ("RGBA", "LA"):
             result.putalpha(image.getchannel("A"))
         return result
@@ -157,6 +148,7 @@ class ProtectOptions:
     fail_fast: bool = False
     batch_size: int = 16
     workers: int = 2
+    folder_sample: int = 64  # photos per folder that decide the folder's key (group_by folder)
 
 
 @dataclass
@@ -308,21 +300,38 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
             row.status, row.reason = "skipped", "output exists (use --overwrite to redo)"
             emit("image", row)
     pending = [i for i, r in enumerate(rows) if r.status == "pending"]
-    # Which photos need embeddings: grouping looks at every photo of the collection, "none" only at pending ones.
-    need = list(range(len(rows))) if mode in ("folder", "cluster") else pending
+    # Which photos need embeddings: clustering looks at every photo of the collection, folders at a fixed
+    # sample of each (both independent of what is already done, so a resumed run keeps its keys),
+    # "none" only at the pending ones.
+    all_rel = [r for _, r in chosen]
+    need = {"cluster": list(range(len(rows))), "folder": folder_sample(all_rel, opts.folder_sample)}.get(mode, pending)
     try:
         if opts.dry_run:
             for i in pending:
                 rows[i].status = "planned"
         elif pending:
             embeddings = _embed_all(protector, [chosen[i][0] for i in need], opts, rows, need, emit)
-            ok = [i for i in need if rows[i].status != "failed"]
+            if mode == "folder":  # a folder whose sampled photos all failed: embed the rest of it
+                have = {all_rel[i].parent for i in embeddings}
+                rest = [i for i in range(len(rows)) if all_rel[i].parent not in have and i not in embeddings
+                        and rows[i].status != "failed"]
+                if rest:
+                    embeddings.update(_embed_all(protector, [chosen[i][0] for i in rest], opts, rows, rest, emit))
+            ok = sorted(embeddings)
             if ok:
                 emb = torch.stack([embeddings[i] for i in ok])
-                keys, groups = assign_keys(emb, [chosen[i][1] for i in ok], mode, protector.key_embeddings,
+                keys, groups = assign_keys(emb, [all_rel[i] for i in ok], mode, protector.key_embeddings,
                                            protector.bundle.coarse_keys, opts.clusters)
                 for i, k, g in zip(ok, keys.tolist(), groups):
                     rows[i].key, rows[i].group = k, g
+                if mode == "folder":
+                    folder_key = {all_rel[i].parent: (rows[i].key, rows[i].group) for i in ok}
+                    for i in pending:
+                        if rows[i].status == "pending" and all_rel[i].parent in folder_key:
+                            rows[i].key, rows[i].group = folder_key[all_rel[i].parent]
+            for i in pending:
+                if rows[i].status == "pending" and rows[i].key < 0:
+                    rows[i].status, rows[i].reason = "failed", "no concept key (its concept embedding failed)"
             _perturb_all(protector, [i for i in pending if rows[i].status == "pending"], rows, opts, emit)
     except KeyboardInterrupt:
         result.interrupted = True

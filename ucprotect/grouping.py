@@ -31,6 +31,24 @@ def resolve_mode(mode: str, rel_paths: list[Path]) -> str:
     return "cluster" if len(rel_paths) >= 8 else "none"
 
 
+def folder_sample(rel_paths: list[Path], per_folder: int) -> list[int]:
+    """Indices of at most ``per_folder`` photos of each folder, evenly spaced in path order.
+
+    A folder's key depends only on its mean concept embedding, which a few dozen photos estimate
+    well; embedding every photo of a 10,000-photo folder would cost more than protecting it.
+    """
+    by_folder: dict[str, list[int]] = {}
+    for i, r in sorted(enumerate(rel_paths), key=lambda t: t[1].as_posix()):
+        by_folder.setdefault(r.parent.as_posix(), []).append(i)
+    chosen = []
+    for idx in by_folder.values():
+        if len(idx) <= per_folder:
+            chosen += idx
+        else:
+            chosen += [idx[round(j * (len(idx) - 1) / (per_folder - 1))] for j in range(per_folder)] if per_folder > 1 else idx[:1]
+    return sorted(chosen)
+
+
 def default_clusters(n: int) -> int:
     return max(2, min(256, round(math.sqrt(n))))
 
