@@ -68,3 +68,18 @@ def test_unknown_objective_lists_valid():
 
     with pytest.raises(ConfigError, match="valid objectives: paper, shortcut"):
         create_objective("magic")
+
+
+def test_torchrun_two_processes_train_and_export(train_images, tmp_path):
+    """Data-parallel training as documented: torchrun, two CPU processes (gloo), rank 0 exports."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "w.safetensors"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "ucprotect",
+           "train", str(train_images), "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "8",
+           "--image-size", "48", "--coarse-groups", "16", "--device", "cpu", "--export", str(out)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    meta = load_weights(out).metadata
+    assert meta["train_steps"] == 2 and meta["train_machine"].endswith("x2")

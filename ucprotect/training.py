@@ -2,8 +2,13 @@
 
 Steps: embed every training image once at the backbone's resolution (cached), build the generator
 with the concept vocabulary as its keys, then optimise the chosen objective. Checkpoints hold model and
-optimiser state; every step draws its randomness from a generator seeded by (seed, step), so a resumed
-run repeats the exact steps an uninterrupted one would have taken. ``export`` writes the weights file.
+optimiser state; every step draws its randomness from a generator seeded by (seed, step, rank), so a
+resumed run repeats the exact steps an uninterrupted one would have taken. ``export`` writes the weights file.
+
+Multi-GPU: launched by ``torchrun --nproc_per_node N -m ucprotect train ...``, each process trains on its
+own GPU through DistributedDataParallel (gradients averaged across processes; every process draws a
+different batch); rank 0 alone writes checkpoints and the weights file. On CUDA, steps run under bf16
+autocast with channels-last images.
 """
 from __future__ import annotations
 
@@ -99,6 +104,35 @@ def build_generator(backbone, config: TrainConfig, concepts: ConceptSet, **overr
     return generator
 
 
+class _LossModule(torch.nn.Module):
+    """Generator + objective as one module, so DistributedDataParallel can wrap the whole step."""
+
+    def __init__(self, generator, objective):
+        super().__init__()
+        self.generator = generator
+        self.objective = objective
+
+    def forward(self, batch: Batch, epsilon: float):
+        return self.objective.loss(self.generator, batch, epsilon)
+
+
+def distributed_setup(device: str) -> tuple[int, int, str]:
+    """(rank, world size, device) — starts the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, device
+    import torch.distributed as dist
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        torch.cuda.set_device(local)
+        return rank, world, f"cuda:{local}"
+    return rank, world, "cpu"
+
+
 class Trainer:
     """Owns the models, optimiser and data of one run; ``run`` trains, ``export`` writes weights."""
 
@@ -109,7 +143,9 @@ class Trainer:
         self.config = config
         self.data_dir = Path(data_dir)
         self.out_dir = Path(out_dir)
+        self.rank, self.world, device = distributed_setup(device)
         self.device = resolve_device(device)
+        self.cuda = self.device.type == "cuda"
         self.log = log or (lambda s: None)
         torch.manual_seed(config.seed)
         self.backbone = create_backbone(config.backbone).to(self.device).eval()
@@ -119,6 +155,14 @@ class Trainer:
         self.objective = create_objective(config.objective, backbone=self.backbone,
                                           concept_embeddings=self.concepts.embeddings.to(self.device),
                                           nearest_k=config.nearest_k).to(self.device)
+        self.step_module: torch.nn.Module = _LossModule(self.generator, self.objective)
+        if self.cuda:
+            self.step_module = self.step_module.to(memory_format=torch.channels_last)
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.step_module = DistributedDataParallel(self.step_module, device_ids=[self.device.index] if self.cuda else None,
+                                                       find_unused_parameters=True)
         params = list(self.generator.parameters()) + list(self.objective.parameters())
         self.optimizer = torch.optim.Adam(params, lr=config.lr)
         self.step = 0
@@ -139,14 +183,19 @@ class Trainer:
                 self.embeddings = saved["embeddings"]
                 return len(self.paths)
         self.embeddings = embed_paths(self.backbone, self.paths, on_progress=on_progress).cpu()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        torch.save({"key": key, "embeddings": self.embeddings}, cache)
+        if self.rank == 0:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_name(cache.name + ".tmp")
+            torch.save({"key": key, "embeddings": self.embeddings}, tmp)
+            tmp.replace(cache)
         return len(self.paths)
 
     def batch(self, step: int) -> Batch:
-        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step + self.rank * 7_919_000_003)
         idx = torch.randint(len(self.images), (self.config.batch_size,), generator=g)
         images = self.images[idx].float().div(255).to(self.device)
+        if self.cuda:
+            images = images.contiguous(memory_format=torch.channels_last)
         if torch.rand(1, generator=g).item() < 0.5:
             images = images.flip(-1)
         return Batch(images=images, embeddings=self.embeddings[idx].to(self.device), generator=g)
@@ -155,7 +204,8 @@ class Trainer:
         self.generator.train()
         self.objective.train()
         batch = self.batch(self.step)
-        loss, stats = self.objective.loss(self.generator, batch, epsilon_from_255(self.config.epsilon))
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda):
+            loss, stats = self.step_module(batch, epsilon_from_255(self.config.epsilon))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -180,6 +230,8 @@ class Trainer:
 
     def save_checkpoint(self, path: Path | None = None) -> Path:
         path = Path(path or self.checkpoint_path())
+        if self.rank != 0:
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         state = {"config": self.config.to_dict(), "step": self.step, "generator": self.generator.state_dict(),
                  "objective": self.objective.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -210,8 +262,10 @@ class Trainer:
     def export(self, path: Path, extra_metadata: dict | None = None) -> Path:
         meta = {"epsilon": self.config.epsilon, "objective": self.config.objective, "train_config": self.config.to_dict(),
                 "train_data": str(self.data_dir), "train_images": len(getattr(self, "paths", [])), "train_steps": self.step,
-                "train_seconds": round(self.seconds, 1), "train_machine": f"{platform.machine()} {os.cpu_count()} cpu, {self.device}"}
+                "train_seconds": round(self.seconds, 1), "train_machine": f"{platform.machine()} {os.cpu_count()} cpu, {self.device} x{self.world}"}
         meta.update(extra_metadata or {})
+        if self.rank != 0:
+            return Path(path)
         self.generator.eval()
         return save_weights(path, self.generator.cpu(), self.backbone.spec, self.backbone.extra_tensors(),
                             self.concepts.names, self.coarse_keys, meta)
