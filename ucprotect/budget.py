@@ -30,7 +30,9 @@ def apply_budget_pixels(pixels: np.ndarray, delta: torch.Tensor, epsilon: float,
     """
     channels = delta.shape[0]
     step = int(np.floor(epsilon * max_value + 1e-6))
-    d = torch.round(delta * max_value).clamp_(-step, step).to(torch.int32).permute(1, 2, 0).numpy()
+    d = delta.mul(max_value).round_().clamp_(-step, step).permute(1, 2, 0)
+    wide = torch.int32 if max_value > 255 else torch.int16
     out = pixels.copy()
-    out[..., :channels] = np.clip(pixels[..., :channels].astype(np.int32) + d, 0, max_value).astype(pixels.dtype)
+    view = torch.from_numpy(out)[..., :channels]
+    view.copy_((view.to(wide) + d.to(wide)).clamp_(0, max_value))
     return out

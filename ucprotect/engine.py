@@ -95,12 +95,15 @@ class Protector:
     def perturbation(self, rgb: torch.Tensor, key: int) -> torch.Tensor:
         """Bounded perturbation (1 x 3 x H x W, in [-epsilon, epsilon]) for an RGB image tensor in [0, 1]."""
         cond = self.generator.key_embeddings[key : key + 1]
-        delta = self.generator(rgb.to(self.device), cond).float() * self.epsilon
-        return delta.clamp(-self.epsilon, self.epsilon).cpu()
+        delta = self.generator(rgb.to(self.device), cond).float().mul_(self.epsilon)
+        return delta.clamp_(-self.epsilon, self.epsilon).cpu()
 
     def perturb_pixels(self, photo: imageio.Photo, key: int) -> np.ndarray:
         """The photo's native pixels with the perturbation added, in its own colour model and bit depth."""
-        rgb = to_tensor(photo.rgb8())
+        if getattr(self.generator, "uses_pixels", True):
+            rgb = to_tensor(photo.rgb8())
+        else:  # the texture depends on the image size only: skip converting 3 x H x W pixels to floats
+            rgb = torch.zeros(1, 1, 1, 1).expand(1, 3, photo.size[1], photo.size[0])
         delta = self.perturbation(rgb, key)[0]  # 3 x H x W, in [-epsilon, epsilon]
         if photo.colour == "gray":
             # the luminance of the texture, rescaled to the full budget: a gray photo can carry no colour

@@ -160,13 +160,19 @@ class ConceptTextureGenerator(_KeyedGenerator):
         ang = self.angle[keys]
         fy = (2 * math.pi * cyc * torch.sin(ang))[..., None, None]  # B x J x 1 x 1
         fx = (2 * math.pi * cyc * torch.cos(ang))[..., None, None]
-        arg = fy * ys.view(1, 1, -1, 1) + fx * xs.view(1, 1, 1, -1) + self.phase[keys][..., None, None]
+        # (fy*y) + (fx*x + phase): one broadcast add over the image instead of two
+        arg = (fy * ys.view(1, 1, -1, 1)) + (fx * xs.view(1, 1, 1, -1) + self.phase[keys][..., None, None])
         sharp = self.config.sharpness
-        wave = torch.tanh(sharp * torch.sin(arg)) / math.tanh(sharp)  # B x J x H x W, peak 1
-        colour = torch.tanh(self.colour[keys])  # B x J x 3
+        wave = torch.tanh(torch.sin(arg).mul_(sharp))  # ~square wave in [-tanh(sharp), tanh(sharp)]
+        colour = torch.tanh(self.colour[keys]) / math.tanh(sharp)  # B x J x 3; peak of the wave -> 1
         if wave.shape[1] == 1:
             return wave * colour[..., None, None].squeeze(1)
         return torch.einsum("bjhw,bjc->bchw", wave, colour).clamp(-1, 1)
+
+    @property
+    def uses_pixels(self) -> bool:
+        """Whether the output depends on the image's pixels (only through the contrast mask), not just its size."""
+        return self.config.mask_floor < 1.0
 
     def forward(self, images: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         keys = self.nearest_keys(embeddings)
@@ -209,6 +215,8 @@ class ResNetGenerator(_KeyedGenerator):
             nn.ConvTranspose2d(2 * c, c, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(c), nn.ReLU(inplace=True),
             nn.Conv2d(c, 3, 7, padding=3, padding_mode="reflect"),
         )
+
+    uses_pixels = True
 
     def forward(self, images: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]
