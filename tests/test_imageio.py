@@ -1,3 +1,5 @@
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -5,8 +7,8 @@ import pytest
 from PIL import Image, ImageCms
 
 from ucprotect import ProtectOptions, protect_folder
-from ucprotect.errors import ImageError
-from ucprotect.imageio import load_photo
+from ucprotect.errors import ConfigError, ImageError
+from ucprotect.imageio import TEMP_MARKER, load_photo
 
 from .conftest import PHOTOS, need_shared
 
@@ -117,3 +119,46 @@ def test_bad_inputs_are_reported_and_others_continue(tmp_path, protector, case):
     with pytest.raises(ImageError, match="bad.png"):
         protect_folder(src, tmp_path / "ff", protector, ProtectOptions(group_by="none", max_pixels=max_pixels, fail_fast=True,
                                                                         overwrite=True))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="simulating a full disk needs /proc (Linux)")
+def test_disk_full_and_blocked_output_folder_fail_per_file(tmp_path, protector, monkeypatch):
+    """Disk full while writing one file, and an output folder blocked by a file: each is reported by
+    name, leaves no partial or temporary file, and the other photos are still written."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    for folder in ("a", "b"):
+        (src / folder).mkdir(parents=True)
+        for name in ("1.png", "2.png"):
+            Image.fromarray(np.full((40, 40, 3), 100, np.uint8)).save(src / folder / name)
+    dst.mkdir()
+    (dst / "b").write_text("a file where the output folder b/ should go")
+    real_save = Image.Image.save
+
+    def save(self, fp, *args, **kwargs):
+        name = getattr(fp, "name", "")
+        if isinstance(name, int):  # a file opened from a descriptor (the engine's temp file): find its path
+            name = os.readlink(f"/proc/self/fd/{name}")
+        if "/a/.1.png." in name:  # writing a/1.png runs out of space
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(self, fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "save", save)
+    result = protect_folder(src, dst, protector, ProtectOptions(group_by="none"))
+    rows = {Path(r.input).relative_to(src).as_posix(): r for r in result.rows}
+    assert rows["a/2.png"].status == "done" and (dst / "a" / "2.png").exists()
+    assert rows["a/1.png"].status == "failed" and "disk full" in rows["a/1.png"].reason and "1.png" in rows["a/1.png"].reason
+    assert not (dst / "a" / "1.png").exists()
+    for name in ("b/1.png", "b/2.png"):
+        assert rows[name].status == "failed" and "writable folder" in rows[name].reason and name.split("/")[1] in rows[name].reason
+    assert not [p for p in dst.rglob("*") if TEMP_MARKER in p.name]
+
+
+def test_unwritable_out_is_refused_before_any_work(tmp_path, protector):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(np.full((40, 40, 3), 100, np.uint8)).save(src / "x.png")
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ConfigError, match="not a folder|cannot write"):
+        protect_folder(src, tmp_path / "file", protector, ProtectOptions(group_by="none"))
+    with pytest.raises(ConfigError, match="cannot write"):
+        protect_folder(src, tmp_path / "file" / "sub", protector, ProtectOptions(group_by="none"))

@@ -75,3 +75,31 @@ def test_defenses_change_images(defense):
     assert (y.float() - x.float()).abs().mean() > 1
     if defense == "grayscale":
         assert torch.equal(y[:, 0], y[:, 1])
+
+
+def test_heavy_augmentation_crops_jitters_and_cuts_out():
+    from ucprotect.verify import _augment
+
+    x = torch.full((4, 3, 32, 32), 0.5)
+    x[:, :, :, :16] = 0.9  # left half bright: a resized crop moves the edge
+    g = torch.Generator().manual_seed(0)
+    heavy = _augment(x.clone(), g, heavy=True)
+    assert heavy.shape == x.shape and heavy.min() >= 0 and heavy.max() <= 1
+    for img in heavy:  # a cut-out square of zeros (1/3 of the side) in every image
+        zero_rows = (img.sum(0) == 0).sum(1)
+        assert (zero_rows >= 32 // 3).sum() >= 32 // 3
+    assert not torch.allclose(heavy, _augment(x.clone(), torch.Generator().manual_seed(0), heavy=False))
+
+
+def test_mixup_and_heavyaug_runs_train_deterministically():
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(24, 3, 16, 16, generator=g) * 255).byte()
+    y = torch.arange(24) % 2
+    recipe = Recipe(victim="small-cnn", image_size=16, epochs=2, batch_size=8, lr=0.05)
+    from ucprotect.verify import train_victim
+
+    for defense in ("mixup", "heavyaug"):
+        a = train_victim(x, y, x[:8], y[:8], 2, recipe, defense)
+        assert len(a) == 2 and a == train_victim(x, y, x[:8], y[:8], 2, recipe, defense)
+    plain = train_victim(x, y, x[:8], y[:8], 2, recipe, "none")
+    assert len(plain) == 2

@@ -309,8 +309,12 @@ def save_photo(
         if img.mode in ("CMYK", "I;16"):
             raise _err(dest, f"{img.mode} images cannot be stored as BMP: use --format png")
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TEMP_MARKER, dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TEMP_MARKER, dir=dest.parent)
+    except OSError as e:
+        raise _err(dest, f"cannot create the output there ({e.strerror or e}); check that {dest.parent} "
+                         "is a writable folder (not a file) and the disk is not full") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             img.save(fh, format=fmt, **kwargs)
