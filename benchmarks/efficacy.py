@@ -47,22 +47,26 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, device {protector.device}; "
           f"recipe: {recipe}; max/class: {max_per_class}; weights: {args.weights or 'shipped'}")
     print()
-    print("| dataset | grouping | labels | run | clean peak | protected peak | score |")
-    print("|---|---|---|---|---|---|---|")
+    print("| dataset | grouping | labels | run | clean peak | protected peak | chance | score |")
+    print("|---|---|---|---|---|---|---|---|")
+    clean_cache: dict = {}  # one clean baseline per dataset x labels, shared by the grouping rows
     for data in args.datasets:
         for group_by in args.group_by:
             for labels in args.labels:
                 defenses = args.defenses if (labels == "folders" and group_by == args.group_by[0]) else []
                 t0 = time.perf_counter()
                 report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by), labels=labels,
-                                           defenses=defenses, max_per_class=max_per_class)
+                                           defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache)
                 clean = report.run("clean").peak
                 for r in report.runs[1:]:
                     print(f"| {Path(data).name} | {group_by} | {labels} | {r.name} | {clean:.3f} | {r.peak:.3f} | "
-                          f"{report.score(r.name):.2f} |", flush=True)
-                worst, s = report.bottom_line()
-                print(f"| {Path(data).name} | {group_by} | {labels} | **best defence: {worst}** | {clean:.3f} | "
-                      f"{report.run(worst).peak:.3f} | **{s:.2f}** | <!-- {time.perf_counter() - t0:.0f}s -->", flush=True)
+                          f"{report.chance:.3f} | {report.score(r.name):.2f} |", flush=True)
+                if defenses:
+                    worst, s = report.bottom_line()
+                    print(f"| {Path(data).name} | {group_by} | {labels} | **best defence: {worst}** | {clean:.3f} | "
+                          f"{report.run(worst).peak:.3f} | {report.chance:.3f} | **{s:.2f}** |", flush=True)
+                print(f"<!-- {Path(data).name} {group_by} {labels}: {time.perf_counter() - t0:.0f} s, "
+                      f"{report.train_images} train / {report.test_images} test images -->", flush=True)
 
 
 if __name__ == "__main__":
