@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def test_folder_outputs_match_inputs(photo_tree, tmp_path, protector):
         assert out.relative_to(tmp_path / "out") == src.relative_to(photo_tree).with_suffix(".png")
         assert Image.open(out).size == load_photo(src).size
         assert row.linf <= 8 and row.psnr > 30
+        umask = os.umask(0)
+        os.umask(umask)
+        assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any file the user makes
     folders = {}
     for row in result.rows:
         folders.setdefault(Path(row.input).parent.name, set()).add(row.key)

@@ -312,6 +312,7 @@ def save_photo(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TEMP_MARKER, dir=dest.parent)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; outputs get normal permissions
     except OSError as e:
         raise _err(dest, f"cannot create the output there ({e.strerror or e}); check that {dest.parent} "
                          "is a writable folder (not a file) and the disk is not full") from None
@@ -334,6 +335,15 @@ def save_photo(
             raise _err(dest, f"cannot write the output ({e.strerror or e})") from None
         raise
     return dest
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 def remove_stale_temp_files(root: Path) -> int:
