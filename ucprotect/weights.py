@@ -7,6 +7,7 @@ generator config, the backbone spec, the concept vocabulary, the training budget
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -59,6 +60,9 @@ def save_weights(path: Path, generator, backbone: str, backbone_tensors: dict[st
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=meta)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)  # safetensors writes owner-only files; a shared weights file must be readable
     tmp.replace(path)
     return path
 
