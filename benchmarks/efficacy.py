@@ -1,6 +1,6 @@
 """Protection strength: `verify` with fixed recipes over held-out datasets; prints one markdown table.
 
-    python benchmarks/efficacy.py                         # CPU-sized: small CNN, 64 px, 40 images/class
+    python benchmarks/efficacy.py                         # CPU-sized: small CNN, 64 px, 20 epochs, 40 images/class
     python benchmarks/efficacy.py --datasets /path/to/any/class-folder-dataset
     python benchmarks/efficacy.py --full --device cuda    # ResNet-18 recipe, all images
 

@@ -40,7 +40,7 @@ class Recipe:
 
 
 PRESETS = {
-    "quick": Recipe(victim="small-cnn", image_size=64, epochs=12, batch_size=64, lr=0.05),
+    "quick": Recipe(victim="small-cnn", image_size=64, epochs=20, batch_size=64, lr=0.05),
     "standard": Recipe(victim="resnet18", image_size=64, epochs=20, batch_size=64, lr=0.05),
     "paper": Recipe(victim="resnet18", image_size=224, epochs=200, batch_size=128, lr=0.1),
 }

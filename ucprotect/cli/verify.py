@@ -56,7 +56,7 @@ def verify(
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Victim batch size.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Victim learning rate.")] = None,
-    quick: Annotated[bool, typer.Option(help="CPU preset: small CNN, 64 px, 12 epochs, 40 images per class.")] = False,
+    quick: Annotated[bool, typer.Option(help="CPU preset: small CNN, 64 px, 20 epochs, 40 images per class.")] = False,
     paper: Annotated[bool, typer.Option(help="The paper's recipe: ResNet-18, 224 px, 200 epochs (GPU).")] = False,
     test_fraction: Annotated[float, typer.Option(help="Share of each class held out as clean test images.")] = 0.2,
     max_per_class: Annotated[Optional[int], typer.Option(help="Use at most this many images per class.")] = None,
