@@ -77,6 +77,14 @@ class Protector:
         return cls(load_weights(weights), device=device, **kwargs)
 
     @property
+    def texture_similarity(self) -> torch.Tensor | None:
+        """K x K likeness of the keys' textures, if the generator can tell (used to keep groups apart)."""
+        if not hasattr(self, "_texture_similarity"):
+            fn = getattr(self.generator, "texture_similarity", None)
+            self._texture_similarity = fn().cpu() if fn else None
+        return self._texture_similarity
+
+    @property
     def key_embeddings(self) -> torch.Tensor:
         return self.generator.key_embeddings.cpu()
 
@@ -324,7 +332,8 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
             if ok:
                 emb = torch.stack([embeddings[i] for i in ok])
                 keys, groups = assign_keys(emb, [all_rel[i] for i in ok], mode, protector.key_embeddings,
-                                           protector.bundle.coarse_keys, opts.clusters)
+                                           protector.bundle.coarse_keys, opts.clusters,
+                                           texture_similarity=protector.texture_similarity)
                 for i, k, g in zip(ok, keys.tolist(), groups):
                     rows[i].key, rows[i].group = k, g
                 if mode == "folder":

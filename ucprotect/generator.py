@@ -131,7 +131,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
         super().__init__(config)
         g = torch.Generator().manual_seed(config.seed)
         k, j = config.num_keys, config.components
-        self.freq = nn.Parameter(torch.randn(k, j, generator=g))  # -> cycles via sigmoid
+        u = torch.rand(k, j, generator=g) * 0.96 + 0.02
+        self.freq = nn.Parameter(torch.log(u / (1 - u)))  # logits: cycles spread evenly over [min, max]
         self.angle = nn.Parameter(torch.rand(k, j, generator=g) * math.pi)
         self.phase = nn.Parameter(torch.rand(k, j, generator=g) * 2 * math.pi)
         # Colour: a sign per channel, drawn from the sign patterns whose luminance is large, so the
@@ -170,6 +171,26 @@ class ConceptTextureGenerator(_KeyedGenerator):
         if wave.shape[1] == 1:
             return wave * colour[..., None, None].squeeze(1)
         return torch.einsum("bjhw,bjc->bchw", wave, colour).clamp(-1, 1)
+
+    @torch.no_grad()
+    def texture_similarity(self, rel_width: float = 0.25) -> torch.Tensor:
+        """How alike two keys' textures look to a model that sees them at random shifts (K x K, in [0, 1]).
+
+        Two gratings are told apart by their frequency vectors (v and -v are the same grating) and their
+        colour signs (opposite colours are a half-period shift, so only |cos| counts). A thief's random
+        resized crops rescale frequencies, so closeness is relative: a Gaussian in the frequency difference
+        with a width of ``rel_width`` of the frequency. Used to give the groups of one collection textures
+        that differ (grouping.assign_distinct).
+        """
+        cyc, ang = self.cycles(), self.angle  # K x J
+        v = torch.stack([cyc * torch.cos(ang), cyc * torch.sin(ang)], -1)  # K x J x 2
+        col = F.normalize(torch.tanh(self.colour), dim=-1)  # K x J x 3
+        a, b = v[:, None, :, None], v[None, :, None, :]  # K x K x J x J x 2
+        d2 = torch.minimum(((a - b) ** 2).sum(-1), ((a + b) ** 2).sum(-1))
+        width2 = (rel_width * torch.minimum(cyc[:, None, :, None], cyc[None, :, None, :])) ** 2
+        freq = torch.exp(-d2 / (2 * width2))
+        colour = torch.einsum("ajc,bkc->abjk", col, col).abs()
+        return (freq * colour).amax((-1, -2))
 
     @property
     def uses_pixels(self) -> bool:

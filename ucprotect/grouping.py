@@ -53,23 +53,33 @@ def default_clusters(n: int) -> int:
     return max(2, min(256, round(math.sqrt(n))))
 
 
-def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor) -> torch.Tensor:
-    """Give each group its own key, as near as possible to the group's embedding (greedy, deterministic).
+def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor,
+                    texture_similarity: torch.Tensor | None = None, candidates: int = 16) -> torch.Tensor:
+    """Give each group its own key near the group's embedding, with textures as unlike as possible.
 
-    Groups are served in order of how clearly they match a key; once every key is taken, keys repeat.
+    Greedy and deterministic: groups are served in order of how clearly they match a key; each takes, among
+    its ``candidates`` nearest free keys, the one whose texture is least like any texture already given out
+    (``texture_similarity``, K x K; without it, simply the nearest free key). Two groups with look-alike
+    textures would teach a model nothing that separates them. Once every key is taken, keys repeat.
     """
     sim = F.normalize(group_embeddings.float(), dim=-1) @ key_embeddings.T
     keys = torch.full((sim.shape[0],), -1, dtype=torch.long)
     taken = torch.zeros(sim.shape[1], dtype=torch.bool)
     for g in sim.max(1).values.argsort(descending=True).tolist():
         row = sim[g].masked_fill(taken, -float("inf")) if not taken.all() else sim[g]
-        keys[g] = int(row.argmax())
+        if texture_similarity is None or not taken.any() or taken.all():
+            keys[g] = int(row.argmax())
+        else:
+            cand = row.topk(min(candidates, int((~taken).sum()))).indices
+            clash = texture_similarity[cand][:, taken].amax(1)
+            keys[g] = int(cand[int(clash.argmin())])  # argmin takes the first (nearest) among equals
         taken[keys[g]] = True
     return keys
 
 
 def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_embeddings: torch.Tensor,
-                coarse_keys: torch.Tensor, clusters: int | None = None, seed: int = 0) -> tuple[torch.Tensor, list[str]]:
+                coarse_keys: torch.Tensor, clusters: int | None = None, seed: int = 0,
+                texture_similarity: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
     """Return (key index per photo, group name per photo) for photos with the given concept embeddings."""
     mode = resolve_mode(mode, rel_paths)
     if mode == "none":
@@ -86,5 +96,5 @@ def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_
         groups = [f"cluster:{i}" for i in range(int(index.max()) + 1)]
         names = [groups[i] for i in index.tolist()]
     means = torch.stack([embeddings[index == g].mean(0) if (index == g).any() else embeddings[0] for g in range(len(groups))])
-    group_keys = assign_distinct(means, key_embeddings)
+    group_keys = assign_distinct(means, key_embeddings, texture_similarity)
     return group_keys[index], names

@@ -1,0 +1,37 @@
+import torch
+
+from ucprotect.generator import GeneratorConfig, create_generator
+from ucprotect.grouping import assign_distinct, folder_sample
+
+
+def test_groups_get_distinct_keys_with_unlike_textures():
+    keys = torch.eye(6)  # six concepts; two groups sit nearest concept 0 and 1
+    groups = torch.tensor([[1.0, 0.2, 0.1, 0, 0, 0], [0.3, 1.0, 0.0, 0.25, 0, 0]])
+    assert assign_distinct(groups, keys).tolist() == [0, 1]
+    tex = torch.eye(6)
+    tex[0, 1] = tex[1, 0] = 0.9  # concepts 0 and 1 happen to draw look-alike textures
+    chosen = assign_distinct(groups, keys, tex, candidates=3)
+    assert chosen[0] == 0 and chosen[1] == 3  # the second group takes its next-nearest key with another texture
+    assert len(set(chosen.tolist())) == 2
+
+
+def test_texture_similarity_sees_frequency_orientation_and_colour():
+    g = create_generator(GeneratorConfig(num_keys=4, embed_dim=8))
+    with torch.no_grad():
+        g.freq.copy_(torch.zeros(4, 1))  # all 8 cycles
+        g.angle.copy_(torch.tensor([[0.0], [0.0], [0.0], [1.2]]))
+        g.colour.copy_(torch.tensor([[[3.0, 3, 3]], [[-3.0, -3, -3]], [[3.0, 3, -3]], [[3.0, 3, 3]]]))
+    s = g.texture_similarity()
+    assert torch.allclose(s.diag(), torch.ones(4))
+    assert s[0, 1] > 0.99  # opposite colours = the same grating shifted by half a period
+    assert 0.2 < s[0, 2] < 0.5  # same grating, colour signs differ in one channel
+    assert s[0, 3] < 0.01  # other orientation
+
+
+def test_folder_sample_is_even_and_bounded():
+    from pathlib import Path
+
+    rel = [Path(f"a/{i:03}.jpg") for i in range(100)] + [Path("b/x.jpg")]
+    idx = folder_sample(rel, 5)
+    assert [rel[i].name for i in idx if rel[i].parent.name == "a"] == ["000.jpg", "025.jpg", "050.jpg", "074.jpg", "099.jpg"]
+    assert rel[idx[-1]] == Path("b/x.jpg") and len(idx) == 6
