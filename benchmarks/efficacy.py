@@ -32,6 +32,8 @@ def main() -> None:
     ap.add_argument("--weights", default=None)
     ap.add_argument("--group-by", nargs="*", default=["folder", "none"])
     ap.add_argument("--labels", nargs="*", default=["folders", "clusters:20"])
+    ap.add_argument("--rows", nargs="*", default=None, metavar="GROUPING/LABELS",
+                    help="only these combinations, e.g. folder/folders folder/clusters:20 none/folders")
     ap.add_argument("--defenses", nargs="*", default=["jpeg:75", "grayscale", "blur:1.0", "downup:0.5", "heavyaug"])
     ap.add_argument("--victim", default=None)
     ap.add_argument("--epochs", type=int, default=None)
@@ -53,6 +55,8 @@ def main() -> None:
     for data in args.datasets:
         for group_by in args.group_by:
             for labels in args.labels:
+                if args.rows is not None and f"{group_by}/{labels}" not in args.rows:
+                    continue
                 defenses = args.defenses if (labels == "folders" and group_by == args.group_by[0]) else []
                 t0 = time.perf_counter()
                 report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by), labels=labels,

@@ -1,6 +1,6 @@
 """Perturbation design variants, measured in memory on the *training* data (never on eval/).
 
-    python benchmarks/variants.py square sine sine-0.8 square-mask square-0.6 shipped-construction none-fine none-coarse64
+    python benchmarks/variants.py square sine sine-0.8 square-mask square-0.6 shipped-construction shipped-construction-mask0.5 none-fine none-coarse64
 
 Each variant perturbs the 224 px images of ``train/imagenette`` (150 per class: 1,200 train / 300 test,
 stratified, seed 0), keyed by the class (or, for ``none-*``, by each image's own recognised concept),
@@ -100,8 +100,10 @@ def perturbation(name: str, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor
             return 0.6 * gratings(keys, h, w)
         if name == "square-mask":
             return gratings(keys, h, w) * contrast_mask(x, 0.3, 0.08, 224)
-        if name == "shipped-construction":  # the generator's own textures (luminance-bearing colours)
+        if name == "shipped-construction":  # the generator's own textures: luminance-bearing colours, 8-16 cycles
             return gen.render(keys * 97 % 1000, h, w)
+        if name == "shipped-construction-mask0.5":
+            return gen.render(keys * 97 % 1000, h, w) * contrast_mask(x, 0.5, 0.08, 224)
     raise SystemExit(f"unknown variant {name}")
 
 

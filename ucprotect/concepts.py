@@ -37,12 +37,26 @@ class ConceptSet:
         sim.fill_diagonal_(-float("inf"))
         return sim.topk(k, dim=1).indices
 
-    def coarse_groups(self, n_groups: int, seed: int = 0) -> torch.Tensor:
-        """Map each concept to the representative concept of its coarse group (N,), by k-means."""
+    def coarse_groups(self, n_groups: int, seed: int = 0, texture_similarity: torch.Tensor | None = None,
+                      candidates: int = 8) -> torch.Tensor:
+        """Map each concept to the representative concept of its coarse group (N,), by k-means.
+
+        The representative is the member nearest the group's centre; with ``texture_similarity`` (N x N),
+        the one among the ``candidates`` nearest whose texture is least like the representatives already
+        chosen, so that single photos of different coarse concepts get textures a model can tell apart.
+        """
         labels, centroids = kmeans(self.embeddings, n_groups, seed=seed)
         rep = torch.empty(len(self.names), dtype=torch.long)
+        chosen: list[int] = []
         for j in range(centroids.shape[0]):
             members = (labels == j).nonzero().squeeze(1)
-            if len(members):
-                rep[members] = members[(self.embeddings[members] @ centroids[j]).argmax()]
+            if not len(members):
+                continue
+            order = members[(self.embeddings[members] @ centroids[j]).argsort(descending=True)]
+            pick = int(order[0])
+            if texture_similarity is not None and chosen:
+                cand = order[:candidates]
+                pick = int(cand[int(texture_similarity[cand][:, chosen].amax(1).argmin())])
+            chosen.append(pick)
+            rep[members] = pick
         return rep

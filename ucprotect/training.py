@@ -150,8 +150,10 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.backbone = create_backbone(config.backbone).to(self.device).eval()
         self.concepts = ConceptSet.from_backbone(self.backbone, concept_names)
-        self.coarse_keys = self.concepts.coarse_groups(config.coarse_groups, seed=config.seed)
         self.generator = build_generator(self.backbone, config, self.concepts).to(self.device)
+        texture_sim = getattr(self.generator, "texture_similarity", None)
+        self.coarse_keys = self.concepts.coarse_groups(config.coarse_groups, seed=config.seed,
+                                                       texture_similarity=texture_sim().cpu() if texture_sim else None)
         self.objective = create_objective(config.objective, backbone=self.backbone,
                                           concept_embeddings=self.concepts.embeddings.to(self.device),
                                           nearest_k=config.nearest_k).to(self.device)
