@@ -343,7 +343,8 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
                             rows[i].key, rows[i].group = folder_key[all_rel[i].parent]
             for i in pending:
                 if rows[i].status == "pending" and rows[i].key < 0:
-                    rows[i].status, rows[i].reason = "failed", "no concept key (its concept embedding failed)"
+                    rows[i].status, rows[i].reason = "failed", f"{rows[i].input}: no concept key (its concept embedding failed)"
+                    emit("image", rows[i])
             _perturb_all(protector, [i for i in pending if rows[i].status == "pending"], rows, opts, emit)
     except KeyboardInterrupt:
         result.interrupted = True
