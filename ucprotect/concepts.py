@@ -12,6 +12,7 @@ import torch
 
 from .backbones.conse import PROMPT, imagenet_class_names
 from .clustering import kmeans
+from .grouping import least_alike
 
 
 @dataclass
@@ -55,8 +56,7 @@ class ConceptSet:
             order = members[(self.embeddings[members] @ centroids[j]).argsort(descending=True)]
             pick = int(order[0])
             if texture_similarity is not None and chosen:
-                cand = order[:candidates]
-                pick = int(cand[int(texture_similarity[cand][:, chosen].amax(1).argmin())])
+                pick = least_alike(order[:candidates], chosen, texture_similarity)
             chosen.append(pick)
             rep[members] = pick
         return rep

@@ -53,6 +53,13 @@ def default_clusters(n: int) -> int:
     return max(2, min(256, round(math.sqrt(n))))
 
 
+def least_alike(candidates: torch.Tensor, chosen: torch.Tensor | list[int], texture_similarity: torch.Tensor) -> int:
+    """The candidate key whose texture is least like any already chosen one (the first among equals,
+    so candidates ordered nearest-first keep the nearest)."""
+    clash = texture_similarity[candidates][:, chosen].amax(1)
+    return int(candidates[int(clash.argmin())])
+
+
 def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor,
                     texture_similarity: torch.Tensor | None = None, candidates: int = 16) -> torch.Tensor:
     """Give each group its own key near the group's embedding, with textures as unlike as possible.
@@ -71,8 +78,7 @@ def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor
             keys[g] = int(row.argmax())
         else:
             cand = row.topk(min(candidates, int((~taken).sum()))).indices
-            clash = texture_similarity[cand][:, taken].amax(1)
-            keys[g] = int(cand[int(clash.argmin())])  # argmin takes the first (nearest) among equals
+            keys[g] = least_alike(cand, taken.nonzero().squeeze(1), texture_similarity)
         taken[keys[g]] = True
     return keys
 

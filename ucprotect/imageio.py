@@ -312,7 +312,7 @@ def save_photo(
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TEMP_MARKER, dir=dest.parent)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes owner-only files; outputs get normal permissions
+        set_default_permissions(tmp)  # mkstemp makes owner-only files; outputs get normal permissions
     except OSError as e:
         raise _err(dest, f"cannot create the output there ({e.strerror or e}); check that {dest.parent} "
                          "is a writable folder (not a file) and the disk is not full") from None
@@ -344,6 +344,15 @@ def _current_umask() -> int:
 
 
 _UMASK = _current_umask()
+
+
+def set_default_permissions(path) -> None:
+    """Give a file the permissions an ordinary new file gets (0666 minus the umask).
+
+    Temp-file helpers (mkstemp, safetensors) create owner-only files; a protected photo or a shared
+    weights file must be readable like anything else the user writes.
+    """
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def remove_stale_temp_files(root: Path) -> int:

@@ -7,7 +7,6 @@ generator config, the backbone spec, the concept vocabulary, the training budget
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -16,6 +15,7 @@ import torch
 
 from .errors import WeightsError
 from .generator import GeneratorConfig, create_generator
+from .imageio import set_default_permissions
 
 FORMAT = "ucprotect-generator"
 FORMAT_VERSION = 1
@@ -60,9 +60,7 @@ def save_weights(path: Path, generator, backbone: str, backbone_tensors: dict[st
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(tensors, str(tmp), metadata=meta)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)  # safetensors writes owner-only files; a shared weights file must be readable
+    set_default_permissions(tmp)
     tmp.replace(path)
     return path
 
