@@ -3,7 +3,9 @@
     python benchmarks/protect_speed.py [--device cpu] [--batch-size 16]
 
 Each measurement runs in a fresh subprocess (model loading excluded from the protect timing, reported
-separately); peak memory is that subprocess's max RSS. Ratio = protect time / floor time.
+separately); peak memory is that subprocess's max RSS. Floor and protect runs alternate ``--repeats``
+times and the medians are reported (a shared VM's timings vary by +-15 % from run to run).
+Ratio = median protect time / median floor time.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +63,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--small-count", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ucprotect-speed-"))
     small = tmp / "small224"
@@ -68,13 +72,20 @@ def main() -> None:
         (small / p.parent.name).mkdir(parents=True, exist_ok=True)
         shutil.copy(p, small / p.parent.name / p.name)
     sets = {"camera photos (shared/data/photos)": SHARED / "photos", f"224 px images ({args.small_count})": small}
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; device {args.device}; batch {args.batch_size}; workers {args.workers}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores; device {args.device}; batch {args.batch_size}; "
+          f"workers {args.workers}; median of {args.repeats} runs")
     print()
     print("| set | images | floor s | protect s | ratio | images/s | peak RSS MB (protect) | model load s | mean PSNR |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, src in sets.items():
-        floor = run(FLOOR, str(src), str(tmp / "floor" / src.name))
-        prot = run(PROTECT, str(src), str(tmp / "prot" / src.name), args.device, str(args.batch_size), str(args.workers))
+        floors, prots = [], []
+        for r in range(args.repeats):
+            floors.append(run(FLOOR, str(src), str(tmp / f"floor{r}" / src.name)))
+            prots.append(run(PROTECT, str(src), str(tmp / f"prot{r}" / src.name), args.device, str(args.batch_size),
+                             str(args.workers)))
+        floor = {"seconds": statistics.median(f["seconds"] for f in floors)}
+        prot = {**prots[0], "seconds": statistics.median(p["seconds"] for p in prots),
+                "rss_mb": max(p["rss_mb"] for p in prots)}
         print(f"| {name} | {prot['n']} | {floor['seconds']:.1f} | {prot['seconds']:.1f} | {prot['seconds'] / floor['seconds']:.2f} | "
               f"{prot['n'] / prot['seconds']:.2f} | {prot['rss_mb']:.0f} | {prot['load_seconds']:.1f} | {prot['mean_psnr']:.2f} |")
     shutil.rmtree(tmp, ignore_errors=True)

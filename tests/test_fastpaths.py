@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ucprotect.budget import apply_budget_lookup, apply_budget_pixels
-from ucprotect.generator import GeneratorConfig, create_generator
+from ucprotect.generator import GeneratorConfig, PeriodicTexture, create_generator
 from ucprotect.metrics import abs_difference_histogram, linf_from_histogram, psnr
 
 
@@ -13,11 +13,12 @@ def test_periodic_form_renders_the_texture(size):
     gen = create_generator(GeneratorConfig(seed=3))
     h, w = size
     for key in (0, 17, 999):
-        table, index = gen.periodic_form(key, h, w)
+        texture = gen.periodic_form(key, h, w)
         with torch.no_grad():
             dense = gen.render(torch.tensor([key]), h, w)[0]
-        looked_up = table[torch.from_numpy(index).long()].permute(2, 0, 1)
-        assert index.shape == (h, w) and float((dense - looked_up).abs().max()) < 0.02
+        index = texture.index()
+        looked_up = texture.table[torch.from_numpy(index)].permute(2, 0, 1)
+        assert index.shape == (h, w) and np.array_equal(texture.index(5, 9), index[5:9]) and float((dense - looked_up).abs().max()) < 0.02
 
 
 def test_periodic_form_declines_what_it_cannot_render():
@@ -32,11 +33,11 @@ def test_lookup_budget_equals_dense_budget(dtype, channels, max_value):
     pixels[0] = 0  # saturation at both ends
     pixels[1] = max_value
     c = min(channels, 3)
-    table = torch.rand(64, c) * 2 - 1
-    index = rng.integers(0, 64, (23, 31)).astype(np.int32)
-    dense = table[torch.from_numpy(index).long()].permute(2, 0, 1) * (8 / 255)
+    texture = PeriodicTexture((torch.rand(64, c) * 2 - 1) * (8 / 255), (rng.random(23) * 500).astype(np.float32),
+                              (rng.random(31) * 500).astype(np.float32))
+    dense = texture.table[torch.from_numpy(texture.index())].permute(2, 0, 1)
     expected = apply_budget_pixels(pixels, dense, 8 / 255, max_value)
-    got = apply_budget_lookup(pixels, table * (8 / 255), index, 8 / 255, max_value)
+    got = apply_budget_lookup(pixels, texture, 8 / 255, max_value, rows=4)
     assert got.dtype == pixels.dtype and np.array_equal(got, expected)
 
 

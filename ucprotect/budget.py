@@ -1,8 +1,13 @@
 """The perturbation budget, applied in exactly one place for both `protect` and `train`."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from .generator import PeriodicTexture
 
 
 def apply_budget(images: torch.Tensor, delta: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -43,17 +48,21 @@ def apply_budget_pixels(pixels: np.ndarray, delta: torch.Tensor, epsilon: float,
     return out
 
 
-def apply_budget_lookup(pixels: np.ndarray, table: torch.Tensor, index: np.ndarray, epsilon: float,
-                        max_value: int = 255) -> np.ndarray:
-    """``apply_budget_pixels`` for a perturbation given as ``table[index]`` (bins x C table, H x W index).
+def apply_budget_lookup(pixels: np.ndarray, texture: "PeriodicTexture", epsilon: float, max_value: int = 255,
+                        rows: int = 32) -> np.ndarray:
+    """``apply_budget_pixels`` for a perturbation given as a :class:`~ucprotect.generator.PeriodicTexture`.
 
-    The same rounding and cap, applied once to the small table; then one lookup, one add and one clip
-    per pixel in integers. This is what keeps `protect` near the cost of decoding and encoding.
+    The same rounding and cap, applied once to its small table; then, a band of ``rows`` rows at a time
+    (so the band stays in cache), one lookup, one add and one clip per value in integers. This is what
+    keeps `protect` near the cost of decoding and encoding a photo.
     """
-    channels = table.shape[1]
+    channels = texture.table.shape[1]
     wide = np.int32 if max_value > 255 else np.int16
-    steps = _pixel_steps(table.float(), epsilon, max_value).numpy().astype(wide)
-    out = pixels.astype(wide)
-    out[..., :channels] += steps.take(index, axis=0)
-    np.clip(out, 0, max_value, out=out)
-    return out.astype(pixels.dtype)
+    steps = _pixel_steps(texture.table.float(), epsilon, max_value).numpy().astype(wide)
+    out = pixels.copy()
+    for start in range(0, pixels.shape[0], rows):
+        band = pixels[start:start + rows, :, :channels].astype(wide)
+        band += steps.take(texture.index(start, start + rows), axis=0)
+        np.clip(band, 0, max_value, out=band)
+        out[start:start + rows, :, :channels] = band
+    return out

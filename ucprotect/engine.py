@@ -12,7 +12,7 @@ import json
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -111,11 +111,10 @@ class Protector:
     def perturb_pixels(self, photo: imageio.Photo, key: int) -> np.ndarray:
         """The photo's native pixels with the perturbation added, in its own colour model and bit depth."""
         w, h = photo.size
-        form = getattr(self.generator, "periodic_form", lambda *_: None)(key, h, w)
-        if form is not None:  # one grating: round a small table once, then one lookup per pixel
-            table, index = form
-            table = _for_colour_model(table.T[..., None] * self.epsilon, photo.colour)[..., 0].T
-            return apply_budget_lookup(photo.pixels, table, index, self.epsilon, photo.max_value)
+        texture = getattr(self.generator, "periodic_form", lambda *_: None)(key, h, w)
+        if texture is not None:  # one grating: round a small table once, then one lookup per pixel
+            table = _for_colour_model(texture.table.T[..., None] * self.epsilon, photo.colour)[..., 0].T
+            return apply_budget_lookup(photo.pixels, replace(texture, table=table), self.epsilon, photo.max_value)
         if getattr(self.generator, "uses_pixels", True):
             rgb = to_tensor(photo.rgb8())
         else:  # the texture depends on the image size only: skip converting 3 x H x W pixels to floats

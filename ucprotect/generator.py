@@ -114,6 +114,25 @@ def contrast_mask(images: torch.Tensor, floor: float, ref: float, work_size: int
 LUMA_SIGNS = ((1, 1, 1), (1, 1, -1), (-1, 1, 1))
 
 
+@dataclass
+class PeriodicTexture:
+    """A texture that depends on a linear phase only: ``value[y, x] = table[(y_phase[y] + x_phase[x]) mod bins]``.
+
+    ``table`` is bins x C (bins a power of two); the phases are in bins and non-negative.
+    """
+
+    table: torch.Tensor
+    y_phase: np.ndarray
+    x_phase: np.ndarray
+
+    def index(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Table indices (int64, what ``np.take`` uses without a copy) of rows ``start:stop``."""
+        bins = self.table.shape[0]
+        index = np.add.outer(self.y_phase[start:stop], self.x_phase).astype(np.int64)
+        index &= bins - 1  # mod bins
+        return index
+
+
 class _KeyedGenerator(nn.Module):
     """Shared part: the concept keys (unit text embeddings) that conditioning embeddings snap to."""
 
@@ -174,30 +193,27 @@ class ConceptTextureGenerator(_KeyedGenerator):
         return torch.einsum("bjhw,bjc->bchw", wave, colour).clamp(-1, 1)
 
     @torch.no_grad()
-    def periodic_form(self, key: int, height: int, width: int, bins: int = 4096) -> tuple[torch.Tensor, np.ndarray] | None:
-        """The key's texture as a lookup: ``render(key)[0, :, y, x] == table[index[y, x]]`` (to 1/bins of a period).
+    def periodic_form(self, key: int, height: int, width: int, bins: int = 4096) -> "PeriodicTexture | None":
+        """The key's texture as a :class:`PeriodicTexture` (equal to ``render`` to 1/bins of a period).
 
         A single grating is a function of its phase alone, so `protect` renders a 12-megapixel photo with
         one table lookup per pixel instead of sin and tanh per pixel and channel (several times cheaper).
-        Returns (table: bins x 3 tensor in [-1, 1], index: H x W int32 array), or None when the texture is
-        not one grating (components > 1, or a contrast mask that depends on the pixels).
+        None when the texture is not one grating (components > 1, or a contrast mask that reads pixels).
         """
         if self.config.components != 1 or self.uses_pixels:
             return None
         short = min(height, width)
         cyc, ang, phase = (float(v[key, 0]) for v in (self.cycles(), self.angle, self.phase))
         # phase in bins: bins * (cyc * (sin(ang) * y' + cos(ang) * x') + phase / 2 pi), y' = (y + 0.5) / short
-        col = (np.arange(height) + 0.5) * (bins * cyc * math.sin(ang) / short)
-        row = (np.arange(width) + 0.5) * (bins * cyc * math.cos(ang) / short) + bins * phase / (2 * math.pi)
-        col -= math.floor(col.min() / bins) * bins  # whole periods: non-negative, so truncation is floor
-        row -= math.floor(row.min() / bins) * bins
-        index = np.add.outer(col.astype(np.float32), row.astype(np.float32)).astype(np.int32)
-        index &= bins - 1  # mod bins (a power of two)
+        y_phase = (np.arange(height) + 0.5) * (bins * cyc * math.sin(ang) / short)
+        x_phase = (np.arange(width) + 0.5) * (bins * cyc * math.cos(ang) / short) + bins * phase / (2 * math.pi)
+        y_phase -= math.floor(y_phase.min() / bins) * bins  # whole periods: non-negative, so truncation is floor
+        x_phase -= math.floor(x_phase.min() / bins) * bins
         sharp = self.config.sharpness
         centres = (torch.arange(bins, dtype=torch.float64) + 0.5) * (2 * math.pi / bins)
         wave = torch.tanh(torch.sin(centres) * sharp).float()
-        colour = torch.tanh(self.colour[key, 0].detach().float().cpu()) / math.tanh(sharp)
-        return wave[:, None] * colour[None, :], index
+        colour = torch.tanh(self.colour[key, 0].float().cpu()) / math.tanh(sharp)
+        return PeriodicTexture(wave[:, None] * colour[None, :], y_phase.astype(np.float32), x_phase.astype(np.float32))
 
     @torch.no_grad()
     def texture_similarity(self, rel_width: float = 0.25) -> torch.Tensor:

@@ -7,8 +7,6 @@ from separable Gaussian filters on a box-reduced copy.
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageChops
 
 
@@ -43,32 +41,36 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray, max_side: int = 512) -> float:
-    """Mean SSIM (Gaussian window 11, sigma 1.5) on luminance; large images are measured downscaled.
+    """Mean SSIM (Gaussian window 11, sigma 1.5) on 8-bit luminance; large images are measured downscaled.
 
     Downscaling keeps the metric cheap on 12-megapixel photos; it slightly overstates SSIM of
-    high-frequency perturbations, so PSNR and L-inf are reported beside it.
+    high-frequency perturbations, so PSNR and L-inf are reported beside it. NumPy, not torch: it runs
+    on the writer threads, beside the model's thread pool.
     """
-    factor = int(np.ceil(max(a.shape[:2]) / max_side))
-    if factor > 1:  # box-filter reduction in Pillow's C code: cheap on 12-megapixel photos
-        a, b = (np.asarray(Image.fromarray(np.ascontiguousarray(v)).reduce(factor)) for v in (a, b))
-    x = _luma(a)
-    y = _luma(b)
-    pad = 5
-    if min(x.shape[-2:]) <= 2 * pad:
-        return 1.0 if np.array_equal(a, b) else float(1 - np.mean(np.abs(x.numpy() - y.numpy())) / 255)
-    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
-    g = (g / g.sum()).to(torch.float32)
-    maps = torch.cat([x, y, x * x, y * y, x * y], 1)  # 1 x 5 x H x W: all five local moments at once
-    maps = F.conv2d(maps, g.view(1, 1, 11, 1).expand(5, 1, 11, 1), groups=5)  # separable Gaussian
-    mu_x, mu_y, xx, yy, xy = F.conv2d(maps, g.view(1, 1, 1, 11).expand(5, 1, 1, 11), groups=5).unbind(1)
+    x, y = (_luma(v, max_side) for v in (a, b))
+    h, w = x.shape
+    if min(h, w) <= 10:
+        return 1.0 if np.array_equal(x, y) else float(1 - np.mean(np.abs(x - y)) / 255)
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    g = (g / g.sum()).astype(np.float32)
+    moments = np.stack([x, y, x * x, y * y, x * y])  # all five local moments at once
+    rows = g[0] * moments[:, : h - 10]  # separable Gaussian window, valid part only
+    for k in range(1, 11):
+        rows += g[k] * moments[:, k : k + h - 10]
+    local = g[0] * rows[:, :, : w - 10]
+    for k in range(1, 11):
+        local += g[k] * rows[:, :, k : k + w - 10]
+    mu_x, mu_y, xx, yy, xy = local
     sxx, syy, sxy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return float(s.mean())
 
 
-def _luma(a: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.array(a, dtype=np.float32))
-    if t.ndim == 3:
-        t = t[..., 0] * 0.299 + t[..., 1] * 0.587 + t[..., 2] * 0.114
-    return t[None, None]
+def _luma(a: np.ndarray, max_side: int) -> np.ndarray:
+    """8-bit luminance (ITU-R 601, as Pillow's "L") as float32, box-reduced so its long side <= max_side."""
+    img = Image.fromarray(np.ascontiguousarray(a[..., 0] if a.ndim == 3 and a.shape[2] == 1 else a))
+    factor = int(np.ceil(max(img.size) / max_side))
+    if factor > 1:  # box-filter reduction in Pillow's C code: cheap on 12-megapixel photos
+        img = img.reduce(factor)
+    return np.asarray(img.convert("L"), dtype=np.float32)
