@@ -41,9 +41,12 @@ def main() -> None:
     ap.add_argument("--max-per-class", type=int, default=40)
     ap.add_argument("--full", action="store_true", help="ResNet-18 standard recipe on all images (GPU)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=None, help="victim init, image sample and split (default: the recipe's, 0)")
     args = ap.parse_args()
     recipe = PRESETS["standard" if args.full else "quick"]
     recipe = replace(recipe, **{k: v for k, v in dict(victim=args.victim, epochs=args.epochs, image_size=args.image_size).items() if v})
+    if args.seed is not None:
+        recipe = replace(recipe, seed=args.seed)
     max_per_class = None if args.full else args.max_per_class
     protector = Protector.from_file(args.weights, device=args.device)
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, device {protector.device}; "

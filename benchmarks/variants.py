@@ -46,9 +46,30 @@ def load(root: Path, per_class: int, size: int = 224) -> dict:
     return d
 
 
-def downsample(x8: torch.Tensor, size: int) -> torch.Tensor:
+def downsample(x8: torch.Tensor, size: int, resize: str = "torch") -> torch.Tensor:
+    """To the victim's size: torch bilinear with antialias, or Pillow bicubic as `verify` loads files."""
+    if resize == "pil":
+        from PIL import Image
+
+        return torch.stack([torch.from_numpy(np.asarray(Image.fromarray(a.permute(1, 2, 0).numpy()).resize(
+            (size, size), Image.BICUBIC))).permute(2, 0, 1) for a in x8])
     x = F.interpolate(x8.float() / 255, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return (x * 255).round().clamp(0, 255).byte()
+
+
+def pipeline_keys(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-class keys as `protect --group-by folder` gives them: each class's mean concept embedding,
+    keys assigned by grouping.assign_distinct (texture-aware)."""
+    from PIL import Image
+
+    from ucprotect.engine import Protector
+    from ucprotect.grouping import assign_distinct
+
+    p = Protector.from_file(None, device="cpu")
+    emb = torch.cat([p.embed([Image.fromarray(a.permute(1, 2, 0).numpy()) for a in x[i:i + 32]], tta=False)
+                     for i in range(0, len(x), 32)])
+    means = torch.stack([emb[y == c].mean(0) for c in range(int(y.max()) + 1)])
+    return assign_distinct(means, p.key_embeddings, p.texture_similarity)
 
 
 def gratings(keys: torch.Tensor, h: int, w: int, lo: float = 4, hi: float = 12, square: bool = True, seed: int = 0) -> torch.Tensor:
@@ -86,9 +107,10 @@ def concept_keys(d: dict, n_groups: int | None) -> torch.Tensor:
     return ConceptSet([str(i) for i in range(len(p.key_embeddings))], p.key_embeddings).coarse_groups(n_groups)[nearest]
 
 
-def perturbation(name: str, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+def perturbation(name: str, x: torch.Tensor, keys: torch.Tensor, key_map: torch.Tensor | None = None) -> torch.Tensor:
     h, w = x.shape[-2:]
     gen = create_generator(GeneratorConfig()).eval()
+    shipped_keys = key_map[keys] if key_map is not None else keys * 97 % 1000
     with torch.no_grad():
         if name in ("square", "none-fine", "none-coarse64", "none-coarse16"):
             return gratings(keys, h, w)
@@ -101,9 +123,9 @@ def perturbation(name: str, x: torch.Tensor, keys: torch.Tensor) -> torch.Tensor
         if name == "square-mask":
             return gratings(keys, h, w) * contrast_mask(x, 0.3, 0.08, 224)
         if name == "shipped-construction":  # the generator's own textures: luminance-bearing colours, 8-16 cycles
-            return gen.render(keys * 97 % 1000, h, w)
+            return gen.render(shipped_keys, h, w)
         if name == "shipped-construction-mask0.5":
-            return gen.render(keys * 97 % 1000, h, w) * contrast_mask(x, 0.5, 0.08, 224)
+            return gen.render(shipped_keys, h, w) * contrast_mask(x, 0.5, 0.08, 224)
     raise SystemExit(f"unknown variant {name}")
 
 
@@ -113,6 +135,10 @@ def main() -> None:
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--per-class", type=int, default=150)
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--keys", choices=["class97", "pipeline"], default="class97",
+                    help="shipped-construction keys: class index * 97 mod 1000, or those `protect --group-by folder` picks")
+    ap.add_argument("--resize", choices=["torch", "pil"], default="torch",
+                    help="downsampling to 64 px: torch bilinear+antialias, or Pillow bicubic as `verify` does")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(Path(args.data), args.per_class)
@@ -120,9 +146,11 @@ def main() -> None:
     tr, te = (torch.tensor(i) for i in stratified_split(y.tolist(), 0.2, 0))
     n_cls = int(y.max()) + 1
     recipe = Recipe(victim="small-cnn", image_size=64, epochs=args.epochs, batch_size=64, lr=0.05, seed=0)
-    clean_tr, test = downsample(x[tr], 64), downsample(x[te], 64)
+    clean_tr, test = downsample(x[tr], 64, args.resize), downsample(x[te], 64, args.resize)
+    key_map = pipeline_keys(x[tr], y[tr]) if args.keys == "pipeline" else None
     clean = max(train_victim(clean_tr, y[tr], test, y[te], n_cls, recipe))
-    print(f"data {args.data}: {len(tr)} train / {len(te)} test; small CNN 64 px, {args.epochs} epochs; clean peak {clean:.3f}")
+    print(f"data {args.data}: {len(tr)} train / {len(te)} test; small CNN 64 px, {args.epochs} epochs; keys {args.keys}; "
+          f"resize {args.resize}; clean peak {clean:.3f}")
     print("| variant | PSNR 224 px | within-class cos | between-class cos | protected peak | score |")
     print("|---|---|---|---|---|---|")
     for name in args.variants:
@@ -131,9 +159,9 @@ def main() -> None:
         if name.startswith("none-"):
             keys = concept_keys(d, None if name == "none-fine" else int(name.removeprefix("none-coarse")))[tr]
         xf = x[tr].float() / 255
-        prot8 = ((xf + perturbation(name, xf, keys) * EPS).clamp(0, 1) * 255).round().byte()
+        prot8 = ((xf + perturbation(name, xf, keys, key_map) * EPS).clamp(0, 1) * 255).round().byte()
         psnr = float(10 * torch.log10(1 / ((prot8.float() / 255 - xf) ** 2).mean()))
-        small = downsample(prot8, 64)
+        small = downsample(prot8, 64, args.resize)
         dd = F.normalize((small.float() - clean_tr.float()).flatten(1), dim=1)
         sim, same = dd @ dd.T, (y[tr][:, None] == y[tr][None]).float() - torch.eye(len(tr))
         within = float((sim * same).sum() / same.sum())

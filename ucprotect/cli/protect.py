@@ -40,7 +40,7 @@ def protect(
     max_pixels: Annotated[int, typer.Option(help="Refuse larger images (decompression-bomb guard).")] = DEFAULT_MAX_PIXELS,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed image.")] = False,
     report: ReportOpt = None,
-    tta: Annotated[bool, typer.Option(help="Average the concept embedding over a mirrored copy.")] = True,
+    tta: Annotated[bool, typer.Option(help="Average each photo's concept embedding over a mirrored copy (cluster and none grouping; a folder's mean needs none).")] = True,
 ):
     """Protect photos: add the generator's imperceptible perturbation at native resolution."""
     console = Console(stderr=True)
