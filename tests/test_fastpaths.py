@@ -64,3 +64,18 @@ def test_fast_backbone_matches_the_plain_network():
     x = torch.rand(2, 3, 224, 224)
     with torch.no_grad():
         assert torch.allclose(_efficientnet_lite0()(x), plain.eval()(x), atol=1e-3)
+
+
+def test_thumbnail_dct_scaling_keeps_size_and_content(tmp_path):
+    from PIL import Image
+
+    from ucprotect.imageio import load_thumbnail
+
+    rng = np.random.default_rng(2)
+    big = np.kron(rng.integers(0, 256, (24, 32, 3)), np.ones((64, 64, 1))).astype(np.uint8)  # 1536 x 2048 blocks
+    Image.fromarray(big).save(tmp_path / "big.jpg", quality=95)
+    Image.fromarray(big).save(tmp_path / "big.png")
+    ref = np.asarray(load_thumbnail(tmp_path / "big.png", 224), dtype=float)
+    for margin in (1.0, 2.0):  # 1/4 and 1/2 DCT scaling: same size, nearly the same pixels
+        thumb = np.asarray(load_thumbnail(tmp_path / "big.jpg", 224, margin=margin), dtype=float)
+        assert thumb.shape == ref.shape == (224, 299, 3) and np.abs(thumb - ref).mean() < 4

@@ -385,7 +385,7 @@ def _embed_all(protector: Protector, paths: list[Path], opts: ProtectOptions, ro
     out: dict[int, torch.Tensor] = {}
     emit("start_embedding", len(paths))
     with ThreadPoolExecutor(max(1, opts.workers)) as pool:
-        futures = [pool.submit(imageio.load_thumbnail, p, size, opts.max_pixels) for p in paths]
+        futures = [pool.submit(imageio.load_thumbnail, p, size, opts.max_pixels, 1.0) for p in paths]
         jobs = list(zip(index, futures))
         for start in range(0, len(jobs), opts.batch_size):
             batch, ids = [], []

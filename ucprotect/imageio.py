@@ -182,18 +182,20 @@ def load_photo(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
     )
 
 
-def load_thumbnail(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode ``path`` quickly to 8-bit RGB with its short side near ``short_side`` (orientation applied).
+def load_thumbnail(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_PIXELS, margin: float = 2.0) -> Image.Image:
+    """Decode ``path`` quickly to 8-bit RGB with its short side ``short_side`` (orientation applied).
 
-    JPEGs are decoded at reduced scale (DCT scaling), so this is far cheaper than a full decode; it feeds
-    the backbone, which only ever looks at 224 px.
+    JPEGs are decoded at reduced scale (DCT scaling by 1/2, 1/4 or 1/8) as long as at least ``margin`` x
+    ``short_side`` remains, then resized: far cheaper than a full decode. `protect` feeds the backbone
+    with margin 1 (the cheapest decode that covers 224 px); training and `verify` keep 2, so a JPEG and a
+    PNG of the same picture load alike at victim sizes.
     """
     img = open_checked(path, max_pixels)
     try:
         if img.format == "JPEG":
             w, h = img.size
-            scale = min(w, h) / short_side
-            if scale >= 2:  # DCT scaling by 1/2, 1/4 or 1/8, never below the requested short side
+            scale = min(w, h) / (short_side * margin)
+            if scale >= 2:  # Pillow picks the largest DCT reduction that keeps at least the requested size
                 img.draft(img.mode, (math.ceil(w / scale), math.ceil(h / scale)))
         img.load()
         img = ImageOps.exif_transpose(img)
