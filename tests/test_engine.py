@@ -95,9 +95,14 @@ def test_report_json(photo_tree, tmp_path, protector):
     assert {"input", "output", "psnr", "ssim", "linf", "input_sha256", "output_sha256", "status"} <= set(row)
 
 
-def test_python_api_single_image(protector):
+def test_python_api_single_image(protector, tmp_path):
     img = Image.fromarray((np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8))
     out = protector.protect(img)
     assert out.size == img.size
     d = np.abs(np.asarray(out, dtype=int) - np.asarray(img, dtype=int)).max()
     assert 0 < d <= 8
+    # the very pixels the folder job writes for a lone photo
+    (tmp_path / "in").mkdir()
+    img.save(tmp_path / "in" / "x.png")
+    protect_folder(tmp_path / "in", tmp_path / "out", protector, ProtectOptions(group_by="none"))
+    assert np.array_equal(np.asarray(out), np.asarray(Image.open(tmp_path / "out" / "x.png")))

@@ -128,8 +128,8 @@ class Protector:
         if key is None:
             emb = self.embed([imageio_thumbnail(rgb, self.backbone.image_size)])
             key = int(self.bundle.coarse_keys[(emb @ self.key_embeddings.T).argmax(1)][0])
-        arr = np.asarray(rgb)
-        result = Image.fromarray(apply_budget_pixels(arr, self.perturbation(to_tensor(arr), key)[0], self.epsilon), "RGB")
+        photo = imageio.Photo(path=Path("<memory>"), format="PNG", colour="rgb", pixels=np.asarray(rgb))
+        result = Image.fromarray(self.perturb_pixels(photo, key), "RGB")  # the very pixels `protect` writes
         if image.mode in ("RGBA", "LA"):
             result.putalpha(image.getchannel("A"))
         return result
