@@ -59,7 +59,8 @@ def apply_budget_lookup(pixels: np.ndarray, texture: "PeriodicTexture", epsilon:
     channels = texture.table.shape[1]
     wide = np.int32 if max_value > 255 else np.int16
     steps = _pixel_steps(texture.table.float(), epsilon, max_value).numpy().astype(wide)
-    out = pixels.copy()
+    # every band overwrites its channels; only channels beyond the table's (alpha, K) need copying first
+    out = np.empty_like(pixels) if channels == pixels.shape[2] else pixels.copy()
     for start in range(0, pixels.shape[0], rows):
         band = pixels[start:start + rows, :, :channels].astype(wide)
         band += steps.take(texture.index(start, start + rows), axis=0)

@@ -80,8 +80,8 @@ class Protector:
     def texture_similarity(self) -> torch.Tensor | None:
         """K x K likeness of the keys' textures, if the generator can tell (used to keep groups apart)."""
         if not hasattr(self, "_texture_similarity"):
-            fn = getattr(self.generator, "texture_similarity", None)
-            self._texture_similarity = fn().cpu() if fn else None
+            sim = self.generator.texture_similarity()
+            self._texture_similarity = sim.cpu() if sim is not None else None
         return self._texture_similarity
 
     @property
@@ -111,11 +111,11 @@ class Protector:
     def perturb_pixels(self, photo: imageio.Photo, key: int) -> np.ndarray:
         """The photo's native pixels with the perturbation added, in its own colour model and bit depth."""
         w, h = photo.size
-        texture = getattr(self.generator, "periodic_form", lambda *_: None)(key, h, w)
+        texture = self.generator.periodic_form(key, h, w)
         if texture is not None:  # one grating: round a small table once, then one lookup per pixel
             table = _for_colour_model(texture.table.T[..., None] * self.epsilon, photo.colour)[..., 0].T
             return apply_budget_lookup(photo.pixels, replace(texture, table=table), self.epsilon, photo.max_value)
-        if getattr(self.generator, "uses_pixels", True):
+        if self.generator.uses_pixels:
             rgb = to_tensor(photo.rgb8())
         else:  # the texture depends on the image size only: skip converting 3 x H x W pixels to floats
             rgb = torch.zeros(1, 1, 1, 1).expand(1, 3, h, w)
@@ -126,7 +126,7 @@ class Protector:
         """Protect one Pillow image (keyed by its own coarse concept group unless ``key`` is given)."""
         rgb = image.convert("RGB")
         if key is None:
-            emb = self.embed([imageio_thumbnail(rgb, self.backbone.image_size)])
+            emb = self.embed([imageio.resize_short_side(rgb, self.backbone.image_size)])
             key = int(self.bundle.coarse_keys[(emb @ self.key_embeddings.T).argmax(1)][0])
         photo = imageio.Photo(path=Path("<memory>"), format="PNG", colour="rgb", pixels=np.asarray(rgb))
         result = Image.fromarray(self.perturb_pixels(photo, key), "RGB")  # the very pixels `protect` writes
@@ -146,12 +146,6 @@ def _for_colour_model(delta: torch.Tensor, colour: str) -> torch.Tensor:
     if colour == "cmyk":
         return -delta
     return delta
-
-
-def imageio_thumbnail(img: Image.Image, short: int) -> Image.Image:
-    w, h = img.size
-    s = short / min(w, h)
-    return img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.BICUBIC)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -144,6 +144,17 @@ class _KeyedGenerator(nn.Module):
     def nearest_keys(self, embeddings: torch.Tensor) -> torch.Tensor:
         return (F.normalize(embeddings.float(), dim=-1) @ self.key_embeddings.T).argmax(1)
 
+    # Optional capabilities; a generator that has them overrides these defaults.
+    uses_pixels = True  # whether the output depends on the image's pixels, not just its size
+
+    def periodic_form(self, key: int, height: int, width: int) -> "PeriodicTexture | None":
+        """The key's texture as a table lookup (see ConceptTextureGenerator), or None: render it densely."""
+        return None
+
+    def texture_similarity(self) -> torch.Tensor | None:
+        """K x K likeness of the keys' textures, or None when the generator cannot tell."""
+        return None
+
 
 @register_generator("concept-texture")
 class ConceptTextureGenerator(_KeyedGenerator):
@@ -281,8 +292,6 @@ class ResNetGenerator(_KeyedGenerator):
             nn.ConvTranspose2d(2 * c, c, 3, 2, 1, output_padding=1), nn.InstanceNorm2d(c), nn.ReLU(inplace=True),
             nn.Conv2d(c, 3, 7, padding=3, padding_mode="reflect"),
         )
-
-    uses_pixels = True
 
     def forward(self, images: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
         h, w = images.shape[-2:]

@@ -205,6 +205,11 @@ def load_thumbnail(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_PI
         img = Image.fromarray((np.asarray(img).astype(np.float32) / 257.0).clip(0, 255).astype(np.uint8))
     if img.mode != "RGB":
         img = img.convert("RGBA").convert("RGB") if img.mode in ("P", "PA", "LA") else img.convert("RGB")
+    return resize_short_side(img, short_side)
+
+
+def resize_short_side(img: Image.Image, short_side: int) -> Image.Image:
+    """Bicubic resize so the short side is ``short_side``, aspect kept: how every thumbnail is made."""
     w, h = img.size
     scale = short_side / min(w, h)
     return img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)

@@ -151,9 +151,9 @@ class Trainer:
         self.backbone = create_backbone(config.backbone).to(self.device).eval()
         self.concepts = ConceptSet.from_backbone(self.backbone, concept_names)
         self.generator = build_generator(self.backbone, config, self.concepts).to(self.device)
-        texture_sim = getattr(self.generator, "texture_similarity", None)
+        texture_sim = self.generator.texture_similarity()
         self.coarse_keys = self.concepts.coarse_groups(config.coarse_groups, seed=config.seed,
-                                                       texture_similarity=texture_sim().cpu() if texture_sim else None)
+                                                       texture_similarity=None if texture_sim is None else texture_sim.cpu())
         self.objective = create_objective(config.objective, backbone=self.backbone,
                                           concept_embeddings=self.concepts.embeddings.to(self.device),
                                           nearest_k=config.nearest_k).to(self.device)
