@@ -28,6 +28,18 @@ def test_texture_similarity_sees_frequency_orientation_and_colour():
     assert s[0, 3] < 0.01  # other orientation
 
 
+def test_texture_similarity_counts_mirror_images_as_alike():
+    import math
+
+    g = create_generator(GeneratorConfig(num_keys=2, embed_dim=8))
+    with torch.no_grad():
+        g.freq.copy_(torch.zeros(2, 1))
+        g.angle.copy_(torch.tensor([[0.5], [math.pi - 0.5]]))  # left-right mirror images of each other
+        g.colour.copy_(torch.full((2, 1, 3), 3.0))
+    assert g.texture_similarity(mirror=False)[0, 1] < 0.01
+    assert g.texture_similarity()[0, 1] > 0.99  # a victim trained with random flips sees both as one
+
+
 def test_folder_sample_is_even_and_bounded():
     from pathlib import Path
 

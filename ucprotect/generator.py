@@ -227,20 +227,26 @@ class ConceptTextureGenerator(_KeyedGenerator):
         return PeriodicTexture(wave[:, None] * colour[None, :], y_phase.astype(np.float32), x_phase.astype(np.float32))
 
     @torch.no_grad()
-    def texture_similarity(self, rel_width: float = 0.25) -> torch.Tensor:
+    def texture_similarity(self, rel_width: float = 0.25, mirror: bool = True) -> torch.Tensor:
         """How alike two keys' textures look to a model that sees them at random shifts (K x K, in [0, 1]).
 
         Two gratings are told apart by their frequency vectors (v and -v are the same grating) and their
         colour signs (opposite colours are a half-period shift, so only |cos| counts). A thief's random
         resized crops rescale frequencies, so closeness is relative: a Gaussian in the frequency difference
-        with a width of ``rel_width`` of the frequency. Used to give the groups of one collection textures
-        that differ (grouping.assign_distinct).
+        with a width of ``rel_width`` of the frequency. With ``mirror``, a grating also matches the other's
+        left-right mirror image (angle pi - a): nearly every training recipe flips images at random, so a
+        victim sees both and cannot tell 30 degrees from 150. Used to give the groups of one collection
+        textures that differ (grouping.assign_distinct).
         """
         cyc, ang = self.cycles(), self.angle  # K x J
         v = torch.stack([cyc * torch.cos(ang), cyc * torch.sin(ang)], -1)  # K x J x 2
         col = F.normalize(torch.tanh(self.colour), dim=-1)  # K x J x 3
-        a, b = v[:, None, :, None], v[None, :, None, :]  # K x K x J x J x 2
-        d2 = torch.minimum(((a - b) ** 2).sum(-1), ((a + b) ** 2).sum(-1))
+        a = v[:, None, :, None]  # K x 1 x J x 1 x 2, against every b: 1 x K x 1 x J x 2
+        d2 = None
+        for b in (v, v * v.new_tensor([-1.0, 1.0])) if mirror else (v,):
+            b = b[None, :, None, :]
+            d = torch.minimum(((a - b) ** 2).sum(-1), ((a + b) ** 2).sum(-1))
+            d2 = d if d2 is None else torch.minimum(d2, d)
         width2 = (rel_width * torch.minimum(cyc[:, None, :, None], cyc[None, :, None, :])) ** 2
         freq = torch.exp(-d2 / (2 * width2))
         colour = torch.einsum("ajc,bkc->abjk", col, col).abs()
