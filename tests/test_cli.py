@@ -53,3 +53,17 @@ def test_no_gpu_message(tmp_path, weights_file):
     _img(tmp_path / "in" / "a.png")
     r = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--weights", str(weights_file), "--device", "cuda"])
     assert r.exit_code == 1 and "no CUDA GPU" in r.output
+
+
+def test_keys_file_message_and_summary(tmp_path, weights_file):
+    _img(tmp_path / "in" / "x" / "a.png")
+    _img(tmp_path / "in" / "y" / "b.png")
+    keys = tmp_path / "keys.json"
+    args = ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--weights", str(weights_file), "--device", "cpu",
+            "--keys", str(keys)]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "0 from the keys file, 2 new" in r.output and keys.exists()
+    keys.write_text("garbage")
+    r = runner.invoke(app, args + ["--overwrite"])
+    assert r.exit_code == 1 and "keys.json" in r.output and "unreadable keys file" in r.output and "Traceback" not in r.output

@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -60,9 +61,12 @@ def test_resume_skips_complete_and_cleans_temp(photo_tree, tmp_path, protector):
     victim.unlink()  # as if the run had been interrupted before this file
     stale = victim.parent / f".{victim.name}.abc{TEMP_MARKER}"
     stale.write_bytes(b"half")
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))  # left by a run two hours ago
+    in_flight = victim.parent / f".other.jpg.xyz{TEMP_MARKER}"  # another shard writing right now
+    in_flight.write_bytes(b"busy")
     second = protect_folder(photo_tree, out, protector)
     assert second.count("done") == 1 and second.count("skipped") == 3
-    assert victim.exists() and not stale.exists()
+    assert victim.exists() and not stale.exists() and in_flight.exists()
     assert second.rows[0].output_sha256 == first.rows[0].output_sha256
 
 

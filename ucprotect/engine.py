@@ -25,6 +25,7 @@ from .backbones import create_backbone
 from .budget import apply_budget_lookup, apply_budget_pixels, epsilon_from_255
 from .errors import ConfigError, ImageError, UcprotectError
 from .grouping import assign_keys, folder_sample, resolve_mode
+from .keyfile import KEYS_FILE_NAME, KeyRecord
 from .metrics import abs_difference_histogram, linf_from_histogram, psnr_from_histogram, ssim
 from .weights import WeightsBundle, load_weights
 
@@ -75,6 +76,17 @@ class Protector:
     @classmethod
     def from_file(cls, weights: str | Path | None = None, device: str = "auto", **kwargs) -> "Protector":
         return cls(load_weights(weights), device=device, **kwargs)
+
+    @property
+    def weights_id(self) -> str:
+        """A fingerprint of the generator's tensors: keys recorded for these textures fit no other weights."""
+        if not hasattr(self, "_weights_id"):
+            h = hashlib.sha256()
+            for name, tensor in sorted(self.generator.state_dict().items()):
+                h.update(name.encode())
+                h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+            self._weights_id = h.hexdigest()[:16]
+        return self._weights_id
 
     @property
     def texture_similarity(self) -> torch.Tensor | None:
@@ -167,6 +179,8 @@ class ProtectOptions:
     batch_size: int = 16
     workers: int = 2
     folder_sample: int = 64  # photos per folder that decide the folder's key (group_by folder)
+    keys_file: Path | None = None  # which key each folder/cluster got, kept between runs; None: DST/.ucprotect-keys.json
+    keys_only: bool = False  # choose and record keys for every folder (all shards), protect nothing
 
 
 @dataclass
@@ -192,6 +206,9 @@ class ProtectResult:
     seconds: float = 0.0
     group_by: str = ""
     interrupted: bool = False
+    keys_file: str = ""  # the keys file used, if any
+    groups_recorded: int = 0  # groups whose key came from the keys file
+    groups_new: int = 0  # groups given a key by this run
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.rows)
@@ -214,6 +231,7 @@ class ProtectResult:
     def summary(self) -> dict:
         return {"done": self.count("done"), "skipped": self.count("skipped"), "failed": self.failed,
                 "planned": self.count("planned"), "seconds": round(self.seconds, 3), "group_by": self.group_by,
+                "keys_file": self.keys_file, "groups_recorded": self.groups_recorded, "groups_new": self.groups_new,
                 "interrupted": self.interrupted, **self.quality()}
 
     def write_report(self, path: Path) -> None:
@@ -299,8 +317,10 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     mode = resolve_mode(opts.group_by, rel)
     if opts.shard and mode == "cluster":
         raise ConfigError("--shard with cluster grouping: clusters need the whole collection; use --group-by folder or none")
+    if opts.keys_only and mode not in ("folder", "cluster"):
+        raise ConfigError(f"--keys-only: grouping is {mode!r}; keys are recorded for folder and cluster grouping only")
     shard_key = (lambda r: r.parent.as_posix()) if mode == "folder" else (lambda r: r.as_posix())
-    chosen = [(p, r) for p, r in zip(images, rel) if in_shard(shard_key(r), opts.shard)]
+    chosen = [(p, r) for p, r in zip(images, rel) if opts.keys_only or in_shard(shard_key(r), opts.shard)]
     rows = [ImageRow(input=str(p), output=str(output_path(root, dst, p, opts.format))) for p, _ in chosen]
     result = ProtectResult(rows=rows, group_by=mode)
     emit("total", len(rows))
@@ -314,47 +334,52 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
             raise ConfigError(f"--out {dst}: cannot write there ({e.strerror or e}); choose a writable folder") from None
         imageio.remove_stale_temp_files(dst)
     for row in rows:
-        if not opts.overwrite and Path(row.output).exists():
+        if opts.keys_only:
+            row.status, row.reason = "planned", "--keys-only: key chosen and recorded, not protected"
+        elif not opts.overwrite and Path(row.output).exists():
             row.status, row.reason = "skipped", "output exists (use --overwrite to redo)"
             emit("image", row)
     pending = [i for i, r in enumerate(rows) if r.status == "pending"]
-    # Which photos need embeddings: clustering looks at every photo of the collection, folders at a fixed
-    # sample of each (both independent of what is already done, so a resumed run keeps its keys),
-    # "none" only at the pending ones.
     all_rel = [r for _, r in chosen]
-    need = {"cluster": list(range(len(rows))), "folder": folder_sample(all_rel, opts.folder_sample)}.get(mode, pending)
+    record, keys_path = None, None
+    if mode in ("folder", "cluster") and not opts.dry_run:
+        keys_path = Path(opts.keys_file) if opts.keys_file else dst / KEYS_FILE_NAME
+        record = KeyRecord.load(keys_path, protector.weights_id)
+        result.keys_file = str(keys_path)
+    # Which photos need embeddings: folders not in the keys file at a fixed sample of each, clustering every
+    # photo of the collection unless the keys file holds its clusters already (then the photos to protect),
+    # "none" only the pending ones. A resumed or extended run thus keeps every recorded key.
+    if mode == "folder":
+        need = [i for i in folder_sample(all_rel, opts.folder_sample) if all_rel[i].parent.as_posix() not in record.folders] \
+            if record is not None else []
+    elif mode == "cluster":
+        need = pending if record is not None and record.centroids else list(range(len(rows)))
+    else:
+        need = pending
     try:
         if opts.dry_run:
             for i in pending:
                 rows[i].status = "planned"
-        elif pending:
+        elif pending or opts.keys_only:
             # a folder's key comes from the mean of many photos: mirror-image TTA would only double the cost
             tta = protector.tta and mode != "folder"
-            embeddings = _embed_all(protector, [chosen[i][0] for i in need], opts, rows, need, emit, tta)
-            if mode == "folder":  # a folder whose sampled photos all failed: embed the rest of it
+            embeddings = _embed_all(protector, [chosen[i][0] for i in need], opts, rows, need, emit, tta) if need else {}
+            if mode == "folder":  # a new folder whose sampled photos all failed: embed the rest of it
+                new = {all_rel[i].parent for i in need}
                 have = {all_rel[i].parent for i in embeddings}
-                rest = [i for i in range(len(rows)) if all_rel[i].parent not in have and i not in embeddings
+                rest = [i for i in range(len(rows)) if all_rel[i].parent in new - have and i not in embeddings
                         and rows[i].status != "failed"]
                 if rest:
                     embeddings.update(_embed_all(protector, [chosen[i][0] for i in rest], opts, rows, rest, emit, tta))
-            ok = sorted(embeddings)
-            if ok:
-                emb = torch.stack([embeddings[i] for i in ok])
-                keys, groups = assign_keys(emb, [all_rel[i] for i in ok], mode, protector.key_embeddings,
-                                           protector.bundle.coarse_keys, opts.clusters,
-                                           texture_similarity=protector.texture_similarity)
-                for i, k, g in zip(ok, keys.tolist(), groups):
-                    rows[i].key, rows[i].group = k, g
-                if mode == "folder":
-                    folder_key = {all_rel[i].parent: (rows[i].key, rows[i].group) for i in ok}
-                    for i in pending:
-                        if rows[i].status == "pending" and all_rel[i].parent in folder_key:
-                            rows[i].key, rows[i].group = folder_key[all_rel[i].parent]
+            _choose_keys(protector, embeddings, all_rel, mode, opts, rows, pending, record, result)
+            if record is not None and result.groups_new:
+                record.save(keys_path)
             for i in pending:
                 if rows[i].status == "pending" and rows[i].key < 0:
                     rows[i].status, rows[i].reason = "failed", f"{rows[i].input}: no concept key (its concept embedding failed)"
                     emit("image", rows[i])
-            _perturb_all(protector, [i for i in pending if rows[i].status == "pending"], rows, opts, emit)
+            if not opts.keys_only:
+                _perturb_all(protector, [i for i in pending if rows[i].status == "pending"], rows, opts, emit)
     except KeyboardInterrupt:
         result.interrupted = True
         raise
@@ -364,6 +389,33 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
         if rows[i].status == "pending":
             rows[i].status = "failed"
     return result
+
+
+def _choose_keys(protector: Protector, embeddings: dict[int, torch.Tensor], all_rel: list[Path], mode: str,
+                 opts: ProtectOptions, rows: list[ImageRow], pending: list[int], record: KeyRecord | None,
+                 result: ProtectResult) -> None:
+    """Set each pending row's key and group from the embeddings and the keys file; count the groups."""
+    before = (set(record.folders), len(record.cluster_keys)) if record is not None else (set(), 0)
+    ok = sorted(embeddings)
+    if ok:
+        emb = torch.stack([embeddings[i] for i in ok])
+        keys, groups = assign_keys(emb, [all_rel[i] for i in ok], mode, protector.key_embeddings,
+                                   protector.bundle.coarse_keys, opts.clusters,
+                                   texture_similarity=protector.texture_similarity, record=record)
+        for i, k, g in zip(ok, keys.tolist(), groups):
+            rows[i].key, rows[i].group = k, g
+    if record is None:
+        return
+    if mode == "folder":  # every photo of a folder takes the folder's key, recorded or just chosen
+        for i in pending:
+            folder = all_rel[i].parent.as_posix()
+            if rows[i].status == "pending" and folder in record.folders:
+                rows[i].key, rows[i].group = record.folders[folder], folder
+        result.groups_new = len(set(record.folders) - before[0])
+        result.groups_recorded = len({r.parent.as_posix() for r in all_rel} & before[0])
+    else:
+        result.groups_recorded = before[1]
+        result.groups_new = len(record.cluster_keys) - before[1]
 
 
 def _fail(row: ImageRow, err: Exception, opts: ProtectOptions, emit) -> None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .clustering import kmeans
 from .errors import ConfigError
+from .keyfile import KeyRecord
 
 GROUP_MODES = ("auto", "folder", "cluster", "none")
 
@@ -61,17 +62,21 @@ def least_alike(candidates: torch.Tensor, chosen: torch.Tensor | list[int], text
 
 
 def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor,
-                    texture_similarity: torch.Tensor | None = None, candidates: int = 16) -> torch.Tensor:
+                    texture_similarity: torch.Tensor | None = None, candidates: int = 16,
+                    reserved: list[int] | None = None) -> torch.Tensor:
     """Give each group its own key near the group's embedding, with textures as unlike as possible.
 
     Greedy and deterministic: groups are served in order of how clearly they match a key; each takes, among
     its ``candidates`` nearest free keys, the one whose texture is least like any texture already given out
     (``texture_similarity``, K x K; without it, simply the nearest free key). Two groups with look-alike
-    textures would teach a model nothing that separates them. Once every key is taken, keys repeat.
+    textures would teach a model nothing that separates them. ``reserved`` keys count as given out already
+    (groups of the same collection keyed by an earlier run). Once every key is taken, keys repeat.
     """
     sim = F.normalize(group_embeddings.float(), dim=-1) @ key_embeddings.T
     keys = torch.full((sim.shape[0],), -1, dtype=torch.long)
     taken = torch.zeros(sim.shape[1], dtype=torch.bool)
+    if reserved:
+        taken[torch.tensor(sorted(set(reserved)), dtype=torch.long)] = True
     for g in sim.max(1).values.argsort(descending=True).tolist():
         row = sim[g].masked_fill(taken, -float("inf")) if not taken.all() else sim[g]
         if texture_similarity is None or not taken.any() or taken.all():
@@ -85,8 +90,12 @@ def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor
 
 def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_embeddings: torch.Tensor,
                 coarse_keys: torch.Tensor, clusters: int | None = None, seed: int = 0,
-                texture_similarity: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
-    """Return (key index per photo, group name per photo) for photos with the given concept embeddings."""
+                texture_similarity: torch.Tensor | None = None, record: KeyRecord | None = None) -> tuple[torch.Tensor, list[str]]:
+    """Return (key index per photo, group name per photo) for photos with the given concept embeddings.
+
+    With a ``record`` (the keys file of earlier runs), recorded folders and clusters keep their keys and
+    only new folders are given keys, distinct from the recorded ones; the record is updated in place.
+    """
     mode = resolve_mode(mode, rel_paths)
     if mode == "none":
         nearest = (F.normalize(embeddings.float(), dim=-1) @ key_embeddings.T).argmax(1)
@@ -94,13 +103,24 @@ def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_
         return keys, [f"concept:{int(k)}" for k in keys]
     if mode == "folder":
         names = [p.parent.as_posix() for p in rel_paths]
-        groups = sorted(set(names))
-        index = torch.tensor([groups.index(n) for n in names])
-    else:
-        k = clusters or default_clusters(len(rel_paths))
-        index, _ = kmeans(embeddings, k, seed=seed)
-        groups = [f"cluster:{i}" for i in range(int(index.max()) + 1)]
-        names = [groups[i] for i in index.tolist()]
+        known = dict(record.folders) if record is not None else {}
+        new = sorted(set(names) - set(known))
+        if new:
+            means = torch.stack([embeddings[[i for i, n in enumerate(names) if n == g]].mean(0) for g in new])
+            known.update(zip(new, assign_distinct(means, key_embeddings, texture_similarity,
+                                                  reserved=list(known.values())).tolist()))
+            if record is not None:
+                record.folders.update({g: known[g] for g in new})
+        return torch.tensor([known[n] for n in names], dtype=torch.long), names
+    if record is not None and record.centroids:
+        index = record.nearest_cluster(embeddings)
+        return torch.tensor(record.cluster_keys, dtype=torch.long)[index], [f"cluster:{i}" for i in index.tolist()]
+    k = clusters or default_clusters(len(rel_paths))
+    index, _ = kmeans(embeddings, k, seed=seed)
+    groups = [f"cluster:{i}" for i in range(int(index.max()) + 1)]
     means = torch.stack([embeddings[index == g].mean(0) if (index == g).any() else embeddings[0] for g in range(len(groups))])
     group_keys = assign_distinct(means, key_embeddings, texture_similarity)
-    return group_keys[index], names
+    if record is not None:
+        record.centroids = F.normalize(means.float(), dim=-1).tolist()
+        record.cluster_keys = group_keys.tolist()
+    return group_keys[index], [groups[i] for i in index.tolist()]

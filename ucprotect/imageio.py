@@ -11,6 +11,7 @@ import errno
 import math
 import os
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -363,16 +364,24 @@ def set_default_permissions(path) -> None:
     os.chmod(path, 0o666 & ~_UMASK)
 
 
-def remove_stale_temp_files(root: Path) -> int:
-    """Delete temporary files an interrupted earlier run left under ``root``; return how many."""
+def remove_stale_temp_files(root: Path, min_age_s: float = 3600.0) -> int:
+    """Delete temporary files an interrupted earlier run left under ``root``; return how many.
+
+    Only files older than ``min_age_s``: a younger one may belong to another process writing into the
+    same folder right now (a parallel ``--shard``), and a temp file lives only while one image is encoded.
+    """
     count = 0
     if not Path(root).is_dir():
         return 0
+    cutoff = time.time() - min_age_s
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
             if name.endswith(TEMP_MARKER):
                 try:
-                    os.unlink(os.path.join(dirpath, name))
+                    path = os.path.join(dirpath, name)
+                    if os.stat(path).st_mtime > cutoff:
+                        continue
+                    os.unlink(path)
                     count += 1
                 except OSError:
                     pass

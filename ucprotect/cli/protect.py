@@ -17,6 +17,7 @@ from ._options import BatchOpt, DeviceOpt, EpsilonOpt, ReportOpt, WeightsOpt
 EPILOG = """Examples:\n\n
   ucprotect protect ./photos --out ./safe\n\n
   ucprotect protect ./photos --out ./safe --group-by none --format png --metadata strip\n\n
+  ucprotect protect ./photos --out ./safe --keys-only   # once, before sharding\n\n
   ucprotect protect ./photos --out ./safe --shard 3/8   # one of 8 machines"""
 
 
@@ -37,6 +38,8 @@ def protect(
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist.")] = False,
     dry_run: Annotated[bool, typer.Option(help="List what would be done; write nothing.")] = False,
     shard: Annotated[Optional[str], typer.Option(help="K/N: process the K-th of N deterministic parts.")] = None,
+    keys: Annotated[Optional[Path], typer.Option("--keys", help="Keys file: the pattern each folder/cluster got, reused by later runs (default OUT/.ucprotect-keys.json).")] = None,
+    keys_only: Annotated[bool, typer.Option(help="Choose and record the keys of every folder, protect nothing (run once before --shard jobs).")] = False,
     max_pixels: Annotated[int, typer.Option(help="Refuse larger images (decompression-bomb guard).")] = DEFAULT_MAX_PIXELS,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first failed image.")] = False,
     report: ReportOpt = None,
@@ -46,7 +49,8 @@ def protect(
     console = Console(stderr=True)
     options = ProtectOptions(format=format, quality=quality, metadata=metadata, overwrite=overwrite, dry_run=dry_run,
                              shard=parse_shard(shard) if shard else None, group_by=group_by, clusters=clusters,
-                             max_pixels=max_pixels, fail_fast=fail_fast, batch_size=batch_size, workers=workers)
+                             max_pixels=max_pixels, fail_fast=fail_fast, batch_size=batch_size, workers=workers,
+                             keys_file=keys, keys_only=keys_only)
     protector = None if dry_run else Protector.from_file(weights, device=device, epsilon=epsilon, tta=tta)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
@@ -94,6 +98,8 @@ def _print_summary(console: Console, result, dry_run: bool) -> None:
     for key in ("done", "skipped", "failed") + (("planned",) if dry_run else ()):
         table.add_row(key, str(s[key]))
     table.add_row("grouping", s["group_by"])
+    if s["keys_file"]:
+        table.add_row("patterns", f"{s['groups_recorded']} from the keys file, {s['groups_new']} new ({s['keys_file']})")
     if s["mean_psnr"] is not None:
         table.add_row("PSNR mean / worst", f"{s['mean_psnr']:.2f} / {s['worst_psnr']:.2f} dB")
         table.add_row("SSIM mean / worst", f"{s['mean_ssim']:.4f} / {s['worst_ssim']:.4f}")

@@ -1,0 +1,101 @@
+"""The keys file: a collection protected over several runs (or shards) keeps one pattern per folder."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from ucprotect import ProtectOptions, protect_folder
+from ucprotect.errors import ConfigError
+from ucprotect.keyfile import KEYS_FILE_NAME
+
+
+def _images(folder, n, hue, start=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(hue * 100 + start)
+    for i in range(start, start + n):
+        arr = (rng.random((72, 96, 3)) * 90).astype(np.uint8)
+        arr[..., hue % 3] += 150
+        Image.fromarray(arr).save(folder / f"{i}.png")
+
+
+def _embedded(src, dst, protector, **kw):
+    """Run protect_folder; return (result, number of photos it embedded)."""
+    counts = []
+    result = protect_folder(src, dst, protector, ProtectOptions(**kw),
+                            on_event=lambda kind, payload: counts.append(payload) if kind == "start_embedding" else None)
+    return result, sum(counts)
+
+
+def _keys(result):
+    return {r.input: r.key for r in result.rows if r.status == "done"}
+
+
+def test_growing_collection_keeps_folder_keys(tmp_path, protector):
+    src, out = tmp_path / "src", tmp_path / "out"
+    _images(src / "a", 3, 0)
+    _images(src / "b", 3, 1)
+    first, n1 = _embedded(src, out, protector)
+    assert first.group_by == "folder" and first.groups_new == 2 and n1 == 6
+    record = json.loads((out / KEYS_FILE_NAME).read_text())
+    key_a, key_b = record["folders"]["a"], record["folders"]["b"]
+    assert {r.key for r in first.rows if "/a/" in r.input} == {key_a} and key_a != key_b
+
+    _images(src / "a", 2, 0, start=3)  # new photos in an old folder
+    _images(src / "c", 2, 2)  # and a new folder
+    second, n2 = _embedded(src, out, protector)
+    assert n2 == 2  # only the new folder is embedded: recorded folders keep their keys
+    assert second.groups_recorded == 2 and second.groups_new == 1 and second.count("skipped") == 6
+    keys = {r.input.split("/")[-2]: r.key for r in second.rows if r.status == "done"}
+    assert keys["a"] == key_a and keys["c"] not in (key_a, key_b)
+    assert json.loads((out / KEYS_FILE_NAME).read_text())["folders"] == {"a": key_a, "b": key_b, "c": keys["c"]}
+
+
+def test_keys_only_then_shards_share_one_assignment(tmp_path, protector):
+    src, out = tmp_path / "src", tmp_path / "out"
+    for h, name in enumerate("pqrs"):
+        _images(src / name, 2, h)
+    plan, _ = _embedded(src, out, protector, keys_only=True, shard=(1, 2))  # keys for every folder, whatever the shard
+    assert plan.count("planned") == 8 and not [p for p in out.rglob("*.png")]
+    folders = json.loads((out / KEYS_FILE_NAME).read_text())["folders"]
+    assert sorted(folders) == list("pqrs") and len(set(folders.values())) == 4
+    seen = {}
+    for k in (1, 2):
+        result, embedded = _embedded(src, out, protector, shard=(k, 2))
+        assert embedded == 0
+        seen.update({r.input.split("/")[-2]: r.key for r in result.rows})
+    assert seen == folders
+
+
+def test_cluster_keys_are_reused_for_new_photos(tmp_path, protector):
+    src, out = tmp_path / "flat", tmp_path / "out"
+    for h in range(3):
+        _images(src, 3, h, start=3 * h)
+    first, n1 = _embedded(src, out, protector, group_by="cluster", clusters=3)
+    assert n1 == 9 and first.groups_new == 3
+    cluster_keys = json.loads((out / KEYS_FILE_NAME).read_text())["cluster_keys"]
+    _images(src, 2, 1, start=20)
+    second, n2 = _embedded(src, out, protector, group_by="cluster", clusters=3)
+    assert n2 == 2 and second.groups_new == 0 and second.count("done") == 2  # no re-clustering of the old photos
+    assert set(_keys(second).values()) <= set(cluster_keys)
+
+
+def test_keys_file_of_other_weights_or_corrupt_is_refused(tmp_path, protector):
+    src, out = tmp_path / "src", tmp_path / "out"
+    _images(src / "a", 1, 0)
+    _images(src / "b", 1, 1)
+    out.mkdir()
+    keys = out / KEYS_FILE_NAME
+    keys.write_text(json.dumps({"format": "ucprotect-keys", "weights_id": "someotherweights", "folders": {"a": 3}}))
+    with pytest.raises(ConfigError, match="other generator weights"):
+        protect_folder(src, out, protector)
+    keys.write_text("{not json")
+    with pytest.raises(ConfigError, match="unreadable keys file"):
+        protect_folder(src, out, protector)
+    assert not [p for p in out.rglob("*.png")]
+
+
+def test_keys_only_needs_groups(tmp_path, protector):
+    _images(tmp_path / "src", 2, 0)
+    with pytest.raises(ConfigError, match="--keys-only"):
+        protect_folder(tmp_path / "src", tmp_path / "out", protector, ProtectOptions(keys_only=True, group_by="none"))

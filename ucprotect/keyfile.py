@@ -1,0 +1,84 @@
+"""The keys file: which pattern each folder (or cluster) of a collection was given, kept between runs.
+
+Protection rests on consistency: every photo a thief would put in one class must carry the same pattern.
+A key chosen afresh on every run depends on what the run sees (a folder's mean over the photos present,
+the keys other folders took), so photos added to a folder next month, or a second machine's shard, could
+get another pattern than the photos already published. The keys file pins the choice: a later run into the
+same output folder reuses every recorded key and only chooses keys for folders it has not seen, avoiding
+those already taken. It records folder names and key numbers, no pixels; delete it to draw new patterns.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError
+from .imageio import TEMP_MARKER
+
+KEYS_FILE_NAME = ".ucprotect-keys.json"
+KEYS_FORMAT = "ucprotect-keys"
+KEYS_VERSION = 1
+
+
+@dataclass
+class KeyRecord:
+    """Folder -> key, and cluster centroids -> key, for one set of generator weights (``weights_id``)."""
+
+    weights_id: str
+    folders: dict[str, int] = field(default_factory=dict)
+    centroids: list[list[float]] = field(default_factory=list)  # unit concept embeddings, one per cluster
+    cluster_keys: list[int] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path, weights_id: str) -> "KeyRecord":
+        """The record at ``path``, or an empty one if there is none; refuses one made with other weights."""
+        path = Path(path)
+        if not path.exists():
+            return cls(weights_id)
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != KEYS_FORMAT:
+                raise ValueError("not a ucprotect keys file")
+            record = cls(str(data["weights_id"]), {str(k): int(v) for k, v in data.get("folders", {}).items()},
+                         [[float(x) for x in c] for c in data.get("centroids", [])], [int(k) for k in data.get("cluster_keys", [])])
+            if len(record.centroids) != len(record.cluster_keys):
+                raise ValueError("centroids and cluster keys differ in number")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ConfigError(f"{path}: unreadable keys file ({e}); delete it to choose patterns afresh "
+                              "(photos protected before may then get other patterns), or pass --keys with another path") from None
+        if record.weights_id != weights_id:
+            raise ConfigError(f"{path}: keys file was made with other generator weights; use the same --weights as before, "
+                              "or pass --keys with a new path to start a separate set of patterns")
+        return record
+
+    def save(self, path: Path) -> None:
+        """Write atomically, merging with what another process (a parallel shard) may have written meanwhile:
+        keys already recorded there win."""
+        path = Path(path)
+        if path.exists():
+            try:
+                other = KeyRecord.load(path, self.weights_id)
+                self.folders = {**self.folders, **other.folders}
+                if other.centroids:
+                    self.centroids, self.cluster_keys = other.centroids, other.cluster_keys
+            except ConfigError:
+                pass  # unreadable: replace it with ours
+        data = {"format": KEYS_FORMAT, "version": KEYS_VERSION, "weights_id": self.weights_id,
+                "folders": dict(sorted(self.folders.items())), "centroids": self.centroids, "cluster_keys": self.cluster_keys}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}{TEMP_MARKER}")
+        try:
+            tmp.write_text(json.dumps(data, indent=1))
+            tmp.replace(path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise ConfigError(f"{path}: cannot write the keys file ({e.strerror or e}); free space or pass --keys with a writable path") from None
+
+    def nearest_cluster(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Index of the recorded cluster nearest each embedding (cosine)."""
+        centroids = torch.tensor(self.centroids, dtype=torch.float32)
+        return (torch.nn.functional.normalize(embeddings.float(), dim=-1) @ centroids.T).argmax(1)
