@@ -72,6 +72,8 @@ def main() -> None:
                     worst, s = report.bottom_line()
                     print(f"| {Path(data).name} | {group_by} | {labels} | **best defence: {worst}** | {clean:.3f} | "
                           f"{report.run(worst).peak:.3f} | {report.chance:.3f} | **{s:.2f}** |", flush=True)
+                for r in report.runs:  # when the peak happens tells whether the shortcut is learned late
+                    print(f"<!-- curve {r.name}: {' '.join(f'{a:.2f}' for a in r.accuracy)} -->")
                 print(f"<!-- {Path(data).name} {group_by} {labels}: {time.perf_counter() - t0:.0f} s, "
                       f"{report.train_images} train / {report.test_images} test images -->", flush=True)
 

@@ -1,0 +1,149 @@
+"""Texture families vs collection size, in memory on the *training* data (never on eval/).
+
+    python benchmarks/families.py grating:10 grating:50 plaid:10 plaid:50 --seeds 0 1
+
+A collection with many folders needs many textures that a victim can tell apart; one square-wave grating
+per key lives in a small space (frequency x orientation x 3 colours, a mirror image counting as the same),
+so 100 folders cannot all differ. Each variant ``FAMILY:N`` splits the 10 classes of ``train/imagenette``
+(150 per class: 1,200 train / 300 test, stratified, seed 0) into N/10 sub-folders, draws one texture per
+sub-folder (the least alike among 16 random candidates, as grouping.assign_distinct does among the 16
+nearest concepts), adds it within L-inf 8/255 at 224 px, downsamples to 64 px with Pillow bicubic and trains
+the small CNN (20 epochs) on the 10 class labels: a thief's classes that each hold several folders, as
+caltech101 under ``clusters:20``. Families: ``grating`` (the shipped construction: one square wave, 8-16
+cycles per short side, luminance-bearing colour signs), ``plaid`` (the sign of the sum of two such sine
+waves, one colour: full amplitude like a grating, but a 2-D pattern with two frequency vectors) and ``hier``
+(a plaid whose first wave is shared by the class's folders and whose second is the folder's own: what a
+two-level concept code would give if the folders a thief merges were known to share a coarse concept). Prints one
+markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
+clean and protected peak accuracy, score, and the per-epoch protected curve.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from ucprotect.generator import LUMA_SIGNS  # noqa: E402
+from ucprotect.verify import Recipe, stratified_split, train_victim  # noqa: E402
+from variants import DATA, EPS, downsample, load  # noqa: E402
+
+POOL = 1000  # textures in a family, as many as concept keys
+
+
+def family_params(seed: int = 0, components: int = 2) -> dict:
+    """POOL textures: per component a frequency (8-16 cycles), an angle; per texture a colour and phases."""
+    g = torch.Generator().manual_seed(seed)
+    signs = torch.tensor(LUMA_SIGNS, dtype=torch.float32)
+    return {"cyc": 8 + 8 * torch.rand(POOL, components, generator=g), "ang": torch.rand(POOL, components, generator=g) * math.pi,
+            "phase": torch.rand(POOL, components, generator=g) * 2 * math.pi,
+            "colour": signs[torch.randint(len(signs), (POOL,), generator=g)] * (torch.randint(0, 2, (POOL, 1), generator=g) * 2 - 1)}
+
+
+def likeness(p: dict, components: int) -> torch.Tensor:
+    """POOL x POOL likeness under shifts and flips (as ConceptTextureGenerator.texture_similarity, mirror on).
+    A plaid looks like another only if each of its components matches one of the other's."""
+    cyc, ang = p["cyc"][:, :components], p["ang"][:, :components]
+    v = torch.stack([cyc * torch.cos(ang), cyc * torch.sin(ang)], -1)
+    a = v[:, None, :, None]
+    d2 = None
+    for b in (v, v * torch.tensor([-1.0, 1.0])):
+        b = b[None, :, None, :]
+        d = torch.minimum(((a - b) ** 2).sum(-1), ((a + b) ** 2).sum(-1))
+        d2 = d if d2 is None else torch.minimum(d2, d)
+    width2 = (0.25 * torch.minimum(cyc[:, None, :, None], cyc[None, :, None, :])) ** 2
+    freq = torch.exp(-d2 / (2 * width2))  # K x K x J x J
+    col = torch.nn.functional.normalize(p["colour"], dim=-1)
+    colour = (col @ col.T).abs()
+    # mirror images must match as a whole; a per-component max is a fair, slightly lenient approximation
+    return freq.amax(-1).amin(-1) * colour
+
+
+def draw_distinct(n: int, sim: torch.Tensor, seed: int, candidates: int = 16) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1000 + seed)
+    order = torch.randperm(POOL, generator=g).tolist()
+    chosen = [order.pop(0)]
+    while len(chosen) < n:
+        cand = torch.tensor(order[:candidates])
+        pick = int(cand[sim[cand][:, chosen].amax(1).argmin()])
+        order.remove(pick)
+        chosen.append(pick)
+    return torch.tensor(chosen)
+
+
+def render(p: dict, keys: torch.Tensor, components: int, h: int, w: int) -> torch.Tensor:
+    s = min(h, w)
+    ys, xs = ((torch.arange(h) + 0.5) / s)[None, None, :, None], ((torch.arange(w) + 0.5) / s)[None, None, None, :]
+    cyc, ang, ph = (p[k][keys, :components, None, None] for k in ("cyc", "ang", "phase"))
+    waves = torch.sin(2 * math.pi * cyc * (torch.sin(ang) * ys + torch.cos(ang) * xs) + ph)  # B x J x H x W
+    wave = torch.sign(waves.sum(1))
+    return wave[:, None] * p["colour"][keys][:, :, None, None]
+
+
+def render_hier(p: dict, class_keys: torch.Tensor, folder_keys: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """A two-level code: the sign of a sum of the class-level texture's first wave and the folder's own,
+    in the class texture's colour. Folders a thief merges share one component; each folder has its own."""
+    s = min(h, w)
+    ys, xs = ((torch.arange(h) + 0.5) / s)[None, :, None], ((torch.arange(w) + 0.5) / s)[None, None, :]
+    waves = 0
+    for keys in (class_keys, folder_keys):
+        cyc, ang, ph = (p[k][keys, 0, None, None] for k in ("cyc", "ang", "phase"))
+        waves = waves + torch.sin(2 * math.pi * cyc * (torch.sin(ang) * ys + torch.cos(ang) * xs) + ph)
+    return torch.sign(waves)[:, None] * p["colour"][class_keys][:, :, None, None]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid; N a multiple of 10")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--epochs", type=int, default=20)
+    args = ap.parse_args()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    d = load(DATA, 150)
+    x, y = d["x"], d["y"]
+    tr, te = (torch.tensor(i) for i in stratified_split(y.tolist(), 0.2, 0))
+    clean_tr, test = downsample(x[tr], 64, "pil"), downsample(x[te], 64, "pil")
+    print("| variant | seed | PSNR 224 px | worst pair likeness | pairs > 0.5 | clean peak | protected peak | score | protected curve |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    clean: dict[int, float] = {}
+    for seed in args.seeds:
+        recipe = Recipe(victim="small-cnn", image_size=64, epochs=args.epochs, batch_size=64, lr=0.05, seed=seed)
+        clean[seed] = max(train_victim(clean_tr, y[tr], test, y[te], 10, recipe))
+        for name in args.variants:
+            t0 = time.perf_counter()
+            family, n = name.split(":")
+            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1}[family]
+            p = family_params(seed, 2)
+            sim = likeness(p, comps)
+            keys = draw_distinct(n + (10 if family == "hier" else 0), sim, seed)
+            class_keys, keys = (keys[:10], keys[10:]) if family == "hier" else (None, keys)
+            per = n // 10
+            # sub-folder of each training image: its rank within its class, dealt round-robin
+            rank = torch.zeros(len(tr), dtype=torch.long)
+            for c in range(10):
+                idx = (y[tr] == c).nonzero().squeeze(1)
+                rank[idx] = torch.arange(len(idx)) % per
+            folder = y[tr] * per + rank
+            s = sim[keys][:, keys].clone()
+            s.fill_diagonal_(0)
+            xf = x[tr].float() / 255
+            texture = render_hier(p, class_keys[y[tr]], keys[folder], 224, 224) if family == "hier" \
+                else render(p, keys[folder], comps, 224, 224)
+            prot8 = ((xf + texture * EPS).clamp(0, 1) * 255).round().byte()
+            psnr = float(10 * torch.log10(1 / ((prot8.float() / 255 - xf) ** 2).mean()))
+            curve = train_victim(downsample(prot8, 64, "pil"), y[tr], test, y[te], 10, recipe)
+            peak = max(curve)
+            print(f"| {name} | {seed} | {psnr:.1f} | {float(s.max()):.2f} | {int((s > 0.5).sum()) // 2} | {clean[seed]:.3f} | "
+                  f"{peak:.3f} | {(clean[seed] - peak) / (clean[seed] - 0.1):.2f} | {' '.join(f'{a:.2f}' for a in curve)} |"
+                  f" <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
+
+
+if __name__ == "__main__":
+    main()
