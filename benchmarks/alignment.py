@@ -1,0 +1,61 @@
+"""How well label-free super-groups of a collection's folders line up with a thief's merged labels.
+
+    python benchmarks/alignment.py
+
+A two-level texture (benchmarks/families.py ``hier``) protects when the folders a thief merges into one class
+share one wave. Without labels, that wave must come from something the tool can compute; this prints, for
+eval/caltech101 (efficacy.py's train split: 16 per class, seed 0) and the thief's ``clusters:20`` labels
+(k-means of the class names' text embeddings, as verify does), how well candidate super-groups of the 100
+folders line up: the weights' coarse concept groups, k-means of the folders' mean embeddings, the nearest
+fine concept. Purity: share of each thief class's folders in its majority super-group; pair recall: share of
+folder pairs of one thief class that share a super-group; pair precision: share of super-group pairs that are
+in one thief class. Only measures; nothing is tuned on these numbers.
+"""
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ucprotect import imageio  # noqa: E402
+from ucprotect.backbones._text import SentenceEncoder  # noqa: E402
+from ucprotect.clustering import kmeans  # noqa: E402
+from ucprotect.engine import Protector  # noqa: E402
+from ucprotect.verify import cluster_labels, load_class_folders, stratified_split  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "caltech101"
+
+
+def report(name: str, sup: torch.Tensor, thief: torch.Tensor) -> None:
+    # purity: share of each thief class's folders in its majority super-group, weighted by folders
+    pur = sum(int(torch.bincount(sup[thief == t]).max()) for t in thief.unique()) / len(sup)
+    # fragmentation: super-groups per thief class; pairs of folders in one thief class sharing a super-group
+    same_t = thief[:, None] == thief[None]
+    same_s = sup[:, None] == sup[None]
+    off = ~torch.eye(len(sup), dtype=torch.bool)
+    recall = float((same_t & same_s & off).sum() / (same_t & off).sum())
+    precision = float((same_t & same_s & off).sum() / (same_s & off).sum().clamp(min=1))
+    print(f"{name}: {int(sup.unique().numel())} super-groups; purity {pur:.2f}; pair recall {recall:.2f}; pair precision {precision:.2f}")
+
+
+def main() -> None:
+    p = Protector.from_file(None, device="cpu")
+    ds = load_class_folders(ROOT, 16, 0)
+    tr, _ = stratified_split(ds.labels, 0.2, 0)
+    paths = [ds.paths[i] for i in tr]
+    thumbs = [imageio.load_thumbnail(q, 224, imageio.DEFAULT_MAX_PIXELS, 1.0) for q in paths]
+    emb = torch.cat([p.embed(thumbs[j:j + 32], False) for j in range(0, len(thumbs), 32)])
+    names = [q.relative_to(ds.root).parent.as_posix() for q in paths]
+    folders = sorted(set(names))
+    means = torch.nn.functional.normalize(torch.stack([emb[[k for k, n in enumerate(names) if n == f]].mean(0) for f in folders]), dim=-1)
+    thief = torch.tensor(cluster_labels(ds.class_names, 20, SentenceEncoder().encode, 0))[[ds.class_names.index(f) for f in folders]]
+    nearest = (means @ p.key_embeddings.T).argmax(1)
+    report("coarse concept (the weights' 64 groups)", p.bundle.coarse_keys[nearest], thief)
+    for k in (10, 20, 32):
+        report(f"k-means of folder means, k={k}", kmeans(means, k, seed=0)[0], thief)
+    report("nearest fine concept", nearest, thief)
+
+
+if __name__ == "__main__":
+    main()
