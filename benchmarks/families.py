@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from ucprotect.generator import LUMA_SIGNS  # noqa: E402
+from ucprotect.generator import LUMA_SIGNS, grating_frequency_likeness  # noqa: E402
 from ucprotect.verify import Recipe, stratified_split, train_victim  # noqa: E402
 from variants import DATA, EPS, downsample, load  # noqa: E402
 
@@ -50,16 +50,7 @@ def family_params(seed: int = 0, components: int = 2) -> dict:
 def likeness(p: dict, components: int) -> torch.Tensor:
     """POOL x POOL likeness under shifts and flips (as ConceptTextureGenerator.texture_similarity, mirror on).
     A plaid looks like another only if each of its components matches one of the other's."""
-    cyc, ang = p["cyc"][:, :components], p["ang"][:, :components]
-    v = torch.stack([cyc * torch.cos(ang), cyc * torch.sin(ang)], -1)
-    a = v[:, None, :, None]
-    d2 = None
-    for b in (v, v * torch.tensor([-1.0, 1.0])):
-        b = b[None, :, None, :]
-        d = torch.minimum(((a - b) ** 2).sum(-1), ((a + b) ** 2).sum(-1))
-        d2 = d if d2 is None else torch.minimum(d2, d)
-    width2 = (0.25 * torch.minimum(cyc[:, None, :, None], cyc[None, :, None, :])) ** 2
-    freq = torch.exp(-d2 / (2 * width2))  # K x K x J x J
+    freq = grating_frequency_likeness(p["cyc"][:, :components], p["ang"][:, :components])  # K x K x J x J
     col = torch.nn.functional.normalize(p["colour"], dim=-1)
     colour = (col @ col.T).abs()
     # mirror images must match as a whole; a per-component max is a fair, slightly lenient approximation

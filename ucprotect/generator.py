@@ -114,6 +114,24 @@ def contrast_mask(images: torch.Tensor, floor: float, ref: float, work_size: int
 LUMA_SIGNS = ((1, 1, 1), (1, 1, -1), (-1, 1, 1))
 
 
+def grating_frequency_likeness(cycles: torch.Tensor, angle: torch.Tensor, rel_width: float = 0.25,
+                               mirror: bool = True) -> torch.Tensor:
+    """K x K x J x J likeness of the frequency vectors of K textures' J gratings (cycles, angles: K x J).
+
+    A Gaussian in the distance between frequency vectors, ``rel_width`` of the smaller frequency wide; v and
+    -v are one grating, and with ``mirror`` so are v and its left-right mirror image (angle pi - a).
+    """
+    v = torch.stack([cycles * torch.cos(angle), cycles * torch.sin(angle)], -1)  # K x J x 2
+    a = v[:, None, :, None]  # K x 1 x J x 1 x 2, against every b: 1 x K x 1 x J x 2
+    d2 = None
+    for b in (v, v * v.new_tensor([-1.0, 1.0])) if mirror else (v,):
+        b = b[None, :, None, :]
+        d = torch.minimum(((a - b) ** 2).sum(-1), ((a + b) ** 2).sum(-1))
+        d2 = d if d2 is None else torch.minimum(d2, d)
+    width2 = (rel_width * torch.minimum(cycles[:, None, :, None], cycles[None, :, None, :])) ** 2
+    return torch.exp(-d2 / (2 * width2))
+
+
 @dataclass
 class PeriodicTexture:
     """A texture that depends on a linear phase only: ``value[y, x] = table[(y_phase[y] + x_phase[x]) mod bins]``.
@@ -238,17 +256,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
         victim sees both and cannot tell 30 degrees from 150. Used to give the groups of one collection
         textures that differ (grouping.assign_distinct).
         """
-        cyc, ang = self.cycles(), self.angle  # K x J
-        v = torch.stack([cyc * torch.cos(ang), cyc * torch.sin(ang)], -1)  # K x J x 2
+        freq = grating_frequency_likeness(self.cycles(), self.angle, rel_width, mirror)
         col = F.normalize(torch.tanh(self.colour), dim=-1)  # K x J x 3
-        a = v[:, None, :, None]  # K x 1 x J x 1 x 2, against every b: 1 x K x 1 x J x 2
-        d2 = None
-        for b in (v, v * v.new_tensor([-1.0, 1.0])) if mirror else (v,):
-            b = b[None, :, None, :]
-            d = torch.minimum(((a - b) ** 2).sum(-1), ((a + b) ** 2).sum(-1))
-            d2 = d if d2 is None else torch.minimum(d2, d)
-        width2 = (rel_width * torch.minimum(cyc[:, None, :, None], cyc[None, :, None, :])) ** 2
-        freq = torch.exp(-d2 / (2 * width2))
         colour = torch.einsum("ajc,bkc->abjk", col, col).abs()
         return (freq * colour).amax((-1, -2))
 
