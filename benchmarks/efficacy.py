@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--max-per-class", type=int, default=40)
     ap.add_argument("--full", action="store_true", help="ResNet-18 standard recipe on all images (GPU)")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--super-groups", type=int, default=None, help="protect's --super-groups (default: its own; 0: one-level)")
     ap.add_argument("--seed", type=int, default=None, help="victim init, image sample and split (default: the recipe's, 0)")
     args = ap.parse_args()
     recipe = PRESETS["standard" if args.full else "quick"]
@@ -50,7 +51,8 @@ def main() -> None:
     max_per_class = None if args.full else args.max_per_class
     protector = Protector.from_file(args.weights, device=args.device)
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, device {protector.device}; "
-          f"recipe: {recipe}; max/class: {max_per_class}; weights: {args.weights or 'shipped'}")
+          f"recipe: {recipe}; max/class: {max_per_class}; weights: {args.weights or 'shipped'}; "
+          f"super-groups: {'default' if args.super_groups is None else args.super_groups}")
     print()
     print("| dataset | grouping | labels | run | clean peak | protected peak | chance | score |")
     print("|---|---|---|---|---|---|---|---|")
@@ -62,7 +64,7 @@ def main() -> None:
                     continue
                 defenses = args.defenses if (labels == "folders" and group_by == args.group_by[0]) else []
                 t0 = time.perf_counter()
-                report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by), labels=labels,
+                report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, args.super_groups), labels=labels,
                                            defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache)
                 clean = report.run("clean").peak
                 for r in report.runs[1:]:

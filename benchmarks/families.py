@@ -13,7 +13,9 @@ caltech101 under ``clusters:20``. Families: ``grating`` (the shipped constructio
 cycles per short side, luminance-bearing colour signs), ``plaid`` (the sign of the sum of two such sine
 waves, one colour: full amplitude like a grating, but a 2-D pattern with two frequency vectors) and ``hier``
 (a plaid whose first wave is shared by the class's folders and whose second is the folder's own: what a
-two-level concept code would give if the folders a thief merges were known to share a coarse concept). Prints one
+two-level concept code would give if the folders a thief merges were known to share a coarse concept). With
+``--align Q`` each folder keeps its class's shared wave with probability Q and otherwise takes another class's
+(a label-free super-grouping lines up with a thief's merges only partly; benchmarks/alignment.py). Prints one
 markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
 clean and protected peak accuracy, score, and the per-epoch protected curve.
 """
@@ -95,6 +97,7 @@ def main() -> None:
     ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid; N a multiple of 10")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--align", type=float, default=1.0, help="hier: share of folders whose shared wave is their class's")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(DATA, 150)
@@ -125,7 +128,13 @@ def main() -> None:
             s = sim[keys][:, keys].clone()
             s.fill_diagonal_(0)
             xf = x[tr].float() / 255
-            texture = render_hier(p, class_keys[y[tr]], keys[folder], 224, 224) if family == "hier" \
+            if family == "hier":  # super-group of each folder: its class, or (1 - align) of the time another class
+                g = torch.Generator().manual_seed(2000 + seed)
+                sup = torch.arange(n) // per
+                moved = torch.rand(n, generator=g) >= args.align
+                sup[moved] = (sup[moved] + torch.randint(1, 10, (int(moved.sum()),), generator=g)) % 10
+                name = name if args.align >= 1 else f"{name} align {args.align:g}"
+            texture = render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224) if family == "hier" \
                 else render(p, keys[folder], comps, 224, 224)
             prot8 = ((xf + texture * EPS).clamp(0, 1) * 255).round().byte()
             psnr = float(10 * torch.log10(1 / ((prot8.float() / 255 - xf) ** 2).mean()))

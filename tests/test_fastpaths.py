@@ -21,6 +21,24 @@ def test_periodic_form_renders_the_texture(size):
         assert index.shape == (h, w) and np.array_equal(texture.index(5, 9), index[5:9]) and float((dense - looked_up).abs().max()) < 0.02
 
 
+def test_periodic_form_renders_two_level_textures():
+    gen = create_generator(GeneratorConfig(seed=3))
+    h, w = 480, 640
+    for key, shared in ((0, 5), (999, 17)):
+        texture = gen.periodic_form(key, h, w, shared=shared)
+        with torch.no_grad():
+            dense = gen.render(torch.tensor([key]), h, w, shared=torch.tensor([shared]))[0]
+            one = gen.render(torch.tensor([key]), h, w)[0]
+        looked_up = texture.table[torch.from_numpy(texture.index())].permute(2, 0, 1)
+        err = (dense - looked_up).abs()
+        # 512 bins a wave: only near the steep zero crossings of the sum does a value move by over 1/16
+        # (half a pixel step at epsilon 8), and by at most 0.15 (1.2 steps)
+        assert float(err.max()) < 0.15 and float((err > 1 / 16).float().mean()) < 0.01
+        assert np.array_equal(texture.index(7, 11), texture.index()[7:11])
+        # another pattern than the key's own grating: the sign of the sum agrees with one wave 3/4 of the time
+        assert float((dense - one).abs().mean()) > 0.3
+
+
 def test_periodic_form_declines_what_it_cannot_render():
     assert create_generator(GeneratorConfig(components=2)).periodic_form(0, 32, 32) is None
     assert create_generator(GeneratorConfig(mask_floor=0.5)).periodic_form(0, 32, 32) is None

@@ -99,3 +99,39 @@ def test_keys_only_needs_groups(tmp_path, protector):
     _images(tmp_path / "src", 2, 0)
     with pytest.raises(ConfigError, match="--keys-only"):
         protect_folder(tmp_path / "src", tmp_path / "out", protector, ProtectOptions(keys_only=True, group_by="none"))
+
+
+def test_folders_share_a_wave_with_their_super_group(tmp_path, protector):
+    """Eight folders of two kinds: folders of a kind share one key (half the pattern), each keeps its own."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    for f in range(8):
+        _images(src / f"f{f}", 2, 2 * (f % 2))  # f0, f2, ... red; f1, f3, ... blue
+    first, _ = _embedded(src, out, protector, super_groups=2)
+    record = json.loads((out / KEYS_FILE_NAME).read_text())
+    shared, own = record["shared"], record["folders"]
+    assert len(record["super_keys"]) == 2 and set(shared.values()) == set(record["super_keys"])
+    assert len({shared[f"f{f}"] for f in range(0, 8, 2)}) == 1 and shared["f0"] != shared["f1"]
+    assert len(set(own.values())) == 8 and not set(own.values()) & set(shared.values())
+    assert {(r.key, r.shared_key) for r in first.rows if "/f3/" in r.input} == {(own["f3"], shared["f3"])}
+
+    _images(src / "g", 2, 3)  # a later, red folder (hue 3 = red) joins the red super-group
+    second, _ = _embedded(src, out, protector)
+    row = next(r for r in second.rows if "/g/" in r.input)
+    assert row.shared_key == shared["f0"] and row.key not in own.values()
+
+    flat, _ = _embedded(src, tmp_path / "one-level", protector, super_groups=0)
+    assert {r.shared_key for r in flat.rows} == {-1}
+    assert "shared" not in json.loads((tmp_path / "one-level" / KEYS_FILE_NAME).read_text()) or \
+        not json.loads((tmp_path / "one-level" / KEYS_FILE_NAME).read_text())["shared"]
+
+
+def test_version_1_keys_file_reads_as_one_level(tmp_path, protector):
+    src, out = tmp_path / "src", tmp_path / "out"
+    for f in range(5):
+        _images(src / f"f{f}", 1, f)
+    out.mkdir()
+    folders = {f"f{f}": 10 + f for f in range(5)}
+    (out / KEYS_FILE_NAME).write_text(json.dumps({"format": "ucprotect-keys", "version": 1,
+                                                  "weights_id": protector.weights_id, "folders": folders}))
+    result = protect_folder(src, out, protector)
+    assert {r.input.split("/")[-2]: (r.key, r.shared_key) for r in result.rows} == {f: (k, -1) for f, k in folders.items()}

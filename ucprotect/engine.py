@@ -114,16 +114,21 @@ class Protector:
         return torch.nn.functional.normalize(emb.float(), dim=-1).cpu()
 
     @torch.no_grad()
-    def perturbation(self, rgb: torch.Tensor, key: int) -> torch.Tensor:
-        """Bounded perturbation (1 x 3 x H x W, in [-epsilon, epsilon]) for an RGB image tensor in [0, 1]."""
+    def perturbation(self, rgb: torch.Tensor, key: int, shared: int = -1) -> torch.Tensor:
+        """Bounded perturbation (1 x 3 x H x W, in [-epsilon, epsilon]) for an RGB image tensor in [0, 1];
+        ``shared`` >= 0 makes it the two-level texture of ``key`` and that shared key."""
         cond = self.generator.key_embeddings[key : key + 1]
-        delta = self.generator(rgb.to(self.device), cond).float().mul_(self.epsilon)
+        if shared >= 0:
+            delta = self.generator(rgb.to(self.device), cond, shared=torch.tensor([shared], device=self.device))
+        else:
+            delta = self.generator(rgb.to(self.device), cond)
+        delta = delta.float().mul_(self.epsilon)
         return delta.clamp_(-self.epsilon, self.epsilon).cpu()
 
-    def perturb_pixels(self, photo: imageio.Photo, key: int) -> np.ndarray:
+    def perturb_pixels(self, photo: imageio.Photo, key: int, shared: int = -1) -> np.ndarray:
         """The photo's native pixels with the perturbation added, in its own colour model and bit depth."""
         w, h = photo.size
-        texture = self.generator.periodic_form(key, h, w)
+        texture = self.generator.periodic_form(key, h, w, shared=shared)
         if texture is not None:  # one grating: round a small table once, then one lookup per pixel
             table = _for_colour_model(texture.table.T[..., None] * self.epsilon, photo.colour)[..., 0].T
             return apply_budget_lookup(photo.pixels, replace(texture, table=table), self.epsilon, photo.max_value)
@@ -131,17 +136,18 @@ class Protector:
             rgb = to_tensor(photo.rgb8())
         else:  # the texture depends on the image size only: skip converting 3 x H x W pixels to floats
             rgb = torch.zeros(1, 1, 1, 1).expand(1, 3, h, w)
-        delta = _for_colour_model(self.perturbation(rgb, key)[0], photo.colour)
+        delta = _for_colour_model(self.perturbation(rgb, key, shared)[0], photo.colour)
         return apply_budget_pixels(photo.pixels, delta, self.epsilon, photo.max_value)
 
-    def protect(self, image: Image.Image, key: int | None = None) -> Image.Image:
-        """Protect one Pillow image (keyed by its own coarse concept group unless ``key`` is given)."""
+    def protect(self, image: Image.Image, key: int | None = None, shared: int = -1) -> Image.Image:
+        """Protect one Pillow image (keyed by its own coarse concept group unless ``key`` is given; ``shared``
+        as in :meth:`perturbation`, e.g. a folder's keys from the keys file)."""
         rgb = image.convert("RGB")
         if key is None:
             emb = self.embed([imageio.resize_short_side(rgb, self.backbone.image_size)])
             key = int(self.bundle.coarse_keys[(emb @ self.key_embeddings.T).argmax(1)][0])
         photo = imageio.Photo(path=Path("<memory>"), format="PNG", colour="rgb", pixels=np.asarray(rgb))
-        result = Image.fromarray(self.perturb_pixels(photo, key), "RGB")  # the very pixels `protect` writes
+        result = Image.fromarray(self.perturb_pixels(photo, key, shared), "RGB")  # the very pixels `protect` writes
         if image.mode in ("RGBA", "LA"):
             result.putalpha(image.getchannel("A"))
         return result
@@ -174,6 +180,7 @@ class ProtectOptions:
     shard: tuple[int, int] | None = None  # (k, n), 1-based k
     group_by: str = "auto"
     clusters: int | None = None
+    super_groups: int | None = None  # folder/cluster super-groups sharing half a texture; None: ~sqrt(groups), 0: off
     max_pixels: int = imageio.DEFAULT_MAX_PIXELS
     fail_fast: bool = False
     batch_size: int = 16
@@ -191,6 +198,7 @@ class ImageRow:
     reason: str = ""
     group: str = ""
     key: int = -1
+    shared_key: int = -1  # the super-group's shared key of a two-level texture; -1: one-level
     width: int = 0
     height: int = 0
     psnr: float | None = None
@@ -399,11 +407,11 @@ def _choose_keys(protector: Protector, embeddings: dict[int, torch.Tensor], all_
     ok = sorted(embeddings)
     if ok:
         emb = torch.stack([embeddings[i] for i in ok])
-        keys, groups = assign_keys(emb, [all_rel[i] for i in ok], mode, protector.key_embeddings,
-                                   protector.bundle.coarse_keys, opts.clusters,
-                                   texture_similarity=protector.texture_similarity, record=record)
-        for i, k, g in zip(ok, keys.tolist(), groups):
-            rows[i].key, rows[i].group = k, g
+        chosen = assign_keys(emb, [all_rel[i] for i in ok], mode, protector.key_embeddings,
+                             protector.bundle.coarse_keys, opts.clusters, texture_similarity=protector.texture_similarity,
+                             record=record, super_groups=opts.super_groups if protector.generator.two_level else 0)
+        for i, k, s, g in zip(ok, chosen.keys.tolist(), chosen.shared.tolist(), chosen.groups):
+            rows[i].key, rows[i].shared_key, rows[i].group = k, s, g
     if record is None:
         return
     if mode == "folder":  # every photo of a folder takes the folder's key, recorded or just chosen
@@ -411,6 +419,7 @@ def _choose_keys(protector: Protector, embeddings: dict[int, torch.Tensor], all_
             folder = all_rel[i].parent.as_posix()
             if rows[i].status == "pending" and folder in record.folders:
                 rows[i].key, rows[i].group = record.folders[folder], folder
+                rows[i].shared_key = record.shared.get(folder, -1)
         result.groups_new = len(set(record.folders) - before[0])
         result.groups_recorded = len({r.parent.as_posix() for r in all_rel} & before[0])
     else:
@@ -499,7 +508,7 @@ def _perturb_all(protector: Protector, todo: list[int], rows: list[ImageRow], op
                 try:
                     photo = loads.pop(i).result()
                     rows[i].width, rows[i].height = photo.size
-                    pixels = protector.perturb_pixels(photo, rows[i].key)
+                    pixels = protector.perturb_pixels(photo, rows[i].key, rows[i].shared_key)
                 except UcprotectError as e:
                     _fail(rows[i], e, opts, emit)
                     continue

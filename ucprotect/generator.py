@@ -9,7 +9,9 @@ Two registered architectures:
   invariant, so it survives any crop. This is the construction that protected in ../shared/PAPER.md
   (measurement 4: 0.78) and in benchmarks/results (0.82 on train/imagenette). 6 k parameters, rendered
   analytically at native resolution (no resizing blur). An optional contrast mask (``mask_floor`` < 1)
-  trades strength for PSNR.
+  trades strength for PSNR. Two-level textures (``shared`` keys): the square sum of a shared key's wave
+  and the key's own, so that groups a thief may merge into one class share half their pattern
+  (grouping.py; benchmarks/families.py ``hier``).
 * ``resnet``: the paper's design scaled down: conv encoder, the embedding broadcast and concatenated
   at the bottleneck, residual blocks, transposed-conv decoder, tanh. Runs at a working resolution and
   its output is resized to the photo.
@@ -134,9 +136,11 @@ def grating_frequency_likeness(cycles: torch.Tensor, angle: torch.Tensor, rel_wi
 
 @dataclass
 class PeriodicTexture:
-    """A texture that depends on a linear phase only: ``value[y, x] = table[(y_phase[y] + x_phase[x]) mod bins]``.
+    """A texture that depends on linear phases only: ``value[y, x] = table[(y_phase[y] + x_phase[x]) mod bins]``.
 
-    ``table`` is bins x C (bins a power of two); the phases are in bins and non-negative.
+    One wave: ``table`` is bins x C (bins a power of two), the phases 1-D arrays, in bins, non-negative. Two
+    waves (a two-level texture): the phases are 2 x H and 2 x W and ``table`` is bins**2 x C, indexed by
+    ``phase0 * bins + phase1``.
     """
 
     table: torch.Tensor
@@ -145,9 +149,20 @@ class PeriodicTexture:
 
     def index(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Table indices (int64, what ``np.take`` uses without a copy) of rows ``start:stop``."""
-        bins = self.table.shape[0]
-        index = np.add.outer(self.y_phase[start:stop], self.x_phase).astype(np.int64)
-        index &= bins - 1  # mod bins
+        if self.y_phase.ndim == 1:
+            index = np.add.outer(self.y_phase[start:stop], self.x_phase).astype(np.int64)
+            index &= self.table.shape[0] - 1  # mod bins
+            return index
+        bins = round(math.sqrt(self.table.shape[0]))
+        index = None
+        for y_phase, x_phase in zip(self.y_phase, self.x_phase):
+            one = np.add.outer(y_phase[start:stop], x_phase).astype(np.int64)
+            one &= bins - 1
+            if index is None:
+                index = one
+            else:
+                index *= bins
+                index += one
         return index
 
 
@@ -164,8 +179,9 @@ class _KeyedGenerator(nn.Module):
 
     # Optional capabilities; a generator that has them overrides these defaults.
     uses_pixels = True  # whether the output depends on the image's pixels, not just its size
+    two_level = False  # whether forward/render take ``shared`` keys (two-level textures)
 
-    def periodic_form(self, key: int, height: int, width: int) -> "PeriodicTexture | None":
+    def periodic_form(self, key: int, height: int, width: int, shared: int = -1) -> "PeriodicTexture | None":
         """The key's texture as a table lookup (see ConceptTextureGenerator), or None: render it densely."""
         return None
 
@@ -176,6 +192,8 @@ class _KeyedGenerator(nn.Module):
 
 @register_generator("concept-texture")
 class ConceptTextureGenerator(_KeyedGenerator):
+    two_level = True
+
     def __init__(self, config: GeneratorConfig):
         super().__init__(config)
         g = torch.Generator().manual_seed(config.seed)
@@ -197,52 +215,73 @@ class ConceptTextureGenerator(_KeyedGenerator):
         return c.min_cycles + (c.max_cycles - c.min_cycles) * torch.sigmoid(self.freq)
 
     def render(self, keys: torch.Tensor, height: int, width: int, offset: tuple[float, float] = (0.0, 0.0),
-               scale: float = 1.0) -> torch.Tensor:
+               scale: float = 1.0, shared: torch.Tensor | None = None) -> torch.Tensor:
         """Textures (B x 3 x H x W, in [-1, 1]) of ``keys`` for an image of the given size.
 
         Coordinates are in units of the image's short side, so a key's pattern has the same number
         of cycles across the image whatever its resolution. ``offset``/``scale`` let training render
-        what a crop of a larger image would show.
+        what a crop of a larger image would show. ``shared`` (B keys, -1 for none) makes two-level
+        textures: the (square) sum of the shared key's first wave and the key's own, in the shared key's
+        colours, so that groups with one shared key have half their pattern in common.
         """
         short = min(height, width)
         dev = self.freq.device
         ys = ((torch.arange(height, device=dev, dtype=torch.float32) + 0.5) / short) * scale + offset[0]
         xs = ((torch.arange(width, device=dev, dtype=torch.float32) + 0.5) / short) * scale + offset[1]
-        cyc = self.cycles()[keys]  # B x J
-        ang = self.angle[keys]
-        fy = (2 * math.pi * cyc * torch.sin(ang))[..., None, None]  # B x J x 1 x 1
-        fx = (2 * math.pi * cyc * torch.cos(ang))[..., None, None]
-        # (fy*y) + (fx*x + phase): one broadcast add over the image instead of two
-        arg = (fy * ys.view(1, 1, -1, 1)) + (fx * xs.view(1, 1, 1, -1) + self.phase[keys][..., None, None])
+
+        def sine(k: torch.Tensor) -> torch.Tensor:  # B x J x H x W
+            cyc, ang = self.cycles()[k], self.angle[k]
+            fy = (2 * math.pi * cyc * torch.sin(ang))[..., None, None]  # B x J x 1 x 1
+            fx = (2 * math.pi * cyc * torch.cos(ang))[..., None, None]
+            # (fy*y) + (fx*x + phase): one broadcast add over the image instead of two
+            return torch.sin((fy * ys.view(1, 1, -1, 1)) + (fx * xs.view(1, 1, 1, -1) + self.phase[k][..., None, None]))
+
         sharp = self.config.sharpness
-        wave = torch.tanh(torch.sin(arg).mul_(sharp))  # ~square wave in [-tanh(sharp), tanh(sharp)]
-        colour = torch.tanh(self.colour[keys]) / math.tanh(sharp)  # B x J x 3; peak of the wave -> 1
+        two = shared is not None and bool((shared >= 0).any())
+        if two:
+            colour_keys = torch.where(shared >= 0, shared, keys)
+            arg = sine(keys)[:, :1] + torch.where((shared >= 0)[:, None, None, None], sine(shared.clamp(min=0))[:, :1], 0.0)
+            wave = torch.tanh(arg.mul_(sharp))
+            colour = torch.tanh(self.colour[colour_keys][:, :1]) / math.tanh(sharp)
+        else:
+            wave = torch.tanh(sine(keys).mul_(sharp))  # ~square wave in [-tanh(sharp), tanh(sharp)]
+            colour = torch.tanh(self.colour[keys]) / math.tanh(sharp)  # B x J x 3; peak of the wave -> 1
         if wave.shape[1] == 1:
             return wave * colour[..., None, None].squeeze(1)
         return torch.einsum("bjhw,bjc->bchw", wave, colour).clamp(-1, 1)
 
     @torch.no_grad()
-    def periodic_form(self, key: int, height: int, width: int, bins: int = 4096) -> "PeriodicTexture | None":
+    def periodic_form(self, key: int, height: int, width: int, shared: int = -1, bins: int | None = None) -> "PeriodicTexture | None":
         """The key's texture as a :class:`PeriodicTexture` (equal to ``render`` to 1/bins of a period).
 
-        A single grating is a function of its phase alone, so `protect` renders a 12-megapixel photo with
-        one table lookup per pixel instead of sin and tanh per pixel and channel (several times cheaper).
-        None when the texture is not one grating (components > 1, or a contrast mask that reads pixels).
+        A single grating is a function of its phase alone (a two-level texture of its two phases), so
+        `protect` renders a 12-megapixel photo with one table lookup per pixel instead of sin and tanh per
+        pixel and channel (several times cheaper). None when the texture is not of that form (components >
+        1, or a contrast mask that reads pixels).
         """
         if self.config.components != 1 or self.uses_pixels:
             return None
+        waves = [key] if shared < 0 else [shared, key]
+        bins = bins or (4096 if len(waves) == 1 else 512)
         short = min(height, width)
-        cyc, ang, phase = (float(v[key, 0]) for v in (self.cycles(), self.angle, self.phase))
-        # phase in bins: bins * (cyc * (sin(ang) * y' + cos(ang) * x') + phase / 2 pi), y' = (y + 0.5) / short
-        y_phase = (np.arange(height) + 0.5) * (bins * cyc * math.sin(ang) / short)
-        x_phase = (np.arange(width) + 0.5) * (bins * cyc * math.cos(ang) / short) + bins * phase / (2 * math.pi)
-        y_phase -= math.floor(y_phase.min() / bins) * bins  # whole periods: non-negative, so truncation is floor
-        x_phase -= math.floor(x_phase.min() / bins) * bins
+        y_phases, x_phases = [], []
+        for k in waves:
+            cyc, ang, phase = (float(v[k, 0]) for v in (self.cycles(), self.angle, self.phase))
+            # phase in bins: bins * (cyc * (sin(ang) * y' + cos(ang) * x') + phase / 2 pi), y' = (y + 0.5) / short
+            y_phase = (np.arange(height) + 0.5) * (bins * cyc * math.sin(ang) / short)
+            x_phase = (np.arange(width) + 0.5) * (bins * cyc * math.cos(ang) / short) + bins * phase / (2 * math.pi)
+            y_phase -= math.floor(y_phase.min() / bins) * bins  # whole periods: non-negative, so truncation is floor
+            x_phase -= math.floor(x_phase.min() / bins) * bins
+            y_phases.append(y_phase.astype(np.float32))
+            x_phases.append(x_phase.astype(np.float32))
         sharp = self.config.sharpness
-        centres = (torch.arange(bins, dtype=torch.float64) + 0.5) * (2 * math.pi / bins)
-        wave = torch.tanh(torch.sin(centres) * sharp).float()
-        colour = torch.tanh(self.colour[key, 0].float().cpu()) / math.tanh(sharp)
-        return PeriodicTexture(wave[:, None] * colour[None, :], y_phase.astype(np.float32), x_phase.astype(np.float32))
+        sine = torch.sin((torch.arange(bins, dtype=torch.float64) + 0.5) * (2 * math.pi / bins))
+        arg = sine if len(waves) == 1 else (sine[:, None] + sine[None, :]).reshape(-1)  # index phase0 * bins + phase1
+        wave = torch.tanh(arg * sharp).float()
+        colour = torch.tanh(self.colour[waves[0], 0].float().cpu()) / math.tanh(sharp)
+        if len(waves) == 1:
+            return PeriodicTexture(wave[:, None] * colour[None, :], y_phases[0], x_phases[0])
+        return PeriodicTexture(wave[:, None] * colour[None, :], np.stack(y_phases), np.stack(x_phases))
 
     @torch.no_grad()
     def texture_similarity(self, rel_width: float = 0.25, mirror: bool = True) -> torch.Tensor:
@@ -266,11 +305,11 @@ class ConceptTextureGenerator(_KeyedGenerator):
         """Whether the output depends on the image's pixels (only through the contrast mask), not just its size."""
         return self.config.mask_floor < 1.0
 
-    def forward(self, images: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, embeddings: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
         keys = self.nearest_keys(embeddings)
         h, w = images.shape[-2:]
         c = self.config
-        texture = self.render(keys, h, w)
+        texture = self.render(keys, h, w, shared=shared)
         if c.mask_floor >= 1.0:
             return texture
         return texture * contrast_mask(images, c.mask_floor, c.mask_ref, c.work_size)

@@ -5,10 +5,18 @@ classes carry other patterns (../shared/PAPER.md, measurement 4). Without anyone
 by grouping: photos of one folder share the folder's key (``folder``); a flat collection is clustered by
 concept (``cluster``); a lone photo is keyed by its coarse concept group (``none``). Groups get distinct
 keys, chosen nearest to the group's mean concept embedding.
+
+Two-level codes. A thief may label more coarsely than our groups (all dog folders as "dog"); if each folder
+then carries an unrelated texture, the thief's class holds several and protection collapses
+(benchmarks/families.py: 0.69 -> 0.15 with five groups per class). So groups are also clustered by their mean
+embeddings into super-groups (about the square root of the number of groups), and each photo's texture is
+the sum of its super-group's wave (shared) and its group's own wave: groups a thief merges by concept tend to
+share half their pattern, while every group still has a pattern of its own.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -54,6 +62,20 @@ def default_clusters(n: int) -> int:
     return max(2, min(256, round(math.sqrt(n))))
 
 
+def default_super_groups(groups: int) -> int:
+    """Super-groups for ``groups`` groups: about sqrt(groups), none below four groups (nothing to merge)."""
+    return 0 if groups < 4 else default_clusters(groups)
+
+
+@dataclass
+class Assignment:
+    """Per photo: its key, its super-group's shared key (-1: a one-level texture) and its group's name."""
+
+    keys: torch.Tensor
+    shared: torch.Tensor
+    groups: list[str]
+
+
 def least_alike(candidates: torch.Tensor, chosen: torch.Tensor | list[int], texture_similarity: torch.Tensor) -> int:
     """The candidate key whose texture is least like any already chosen one (the first among equals,
     so candidates ordered nearest-first keep the nearest)."""
@@ -88,39 +110,74 @@ def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor
     return keys
 
 
+def _super_keys(means: torch.Tensor, key_embeddings: torch.Tensor, texture_similarity: torch.Tensor | None,
+                super_groups: int | None, reserved: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(super-group index per group, unit centroid per super-group, shared key per super-group) for groups
+    with these mean embeddings; empty tensors when there are too few groups to share anything."""
+    n = default_super_groups(len(means)) if super_groups is None else min(super_groups, len(means) - 1)
+    if n < 2:
+        return torch.full((len(means),), -1, dtype=torch.long), means.new_zeros(0, means.shape[1]), torch.zeros(0, dtype=torch.long)
+    index, centroids = kmeans(means, n, seed=seed)
+    keys = assign_distinct(centroids, key_embeddings, texture_similarity, reserved=reserved)
+    return index, centroids, keys
+
+
 def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_embeddings: torch.Tensor,
                 coarse_keys: torch.Tensor, clusters: int | None = None, seed: int = 0,
-                texture_similarity: torch.Tensor | None = None, record: KeyRecord | None = None) -> tuple[torch.Tensor, list[str]]:
-    """Return (key index per photo, group name per photo) for photos with the given concept embeddings.
+                texture_similarity: torch.Tensor | None = None, record: KeyRecord | None = None,
+                super_groups: int | None = None) -> Assignment:
+    """Key, shared key and group name for photos with the given concept embeddings.
 
-    With a ``record`` (the keys file of earlier runs), recorded folders and clusters keep their keys and
-    only new folders are given keys, distinct from the recorded ones; the record is updated in place.
+    ``super_groups``: None picks default_super_groups, 0 gives one-level textures. With a ``record`` (the
+    keys file of earlier runs), recorded folders and clusters keep their keys and only new folders are given
+    keys, distinct from the recorded ones, and join the nearest recorded super-group; the record is updated
+    in place.
     """
     mode = resolve_mode(mode, rel_paths)
     if mode == "none":
         nearest = (F.normalize(embeddings.float(), dim=-1) @ key_embeddings.T).argmax(1)
         keys = coarse_keys[nearest]
-        return keys, [f"concept:{int(k)}" for k in keys]
+        return Assignment(keys, torch.full_like(keys, -1), [f"concept:{int(k)}" for k in keys])
     if mode == "folder":
         names = [p.parent.as_posix() for p in rel_paths]
-        known = dict(record.folders) if record is not None else {}
-        new = sorted(set(names) - set(known))
+        record = record if record is not None else KeyRecord("")
+        new = sorted(set(names) - set(record.folders))
         if new:
-            means = torch.stack([embeddings[[i for i, n in enumerate(names) if n == g]].mean(0) for g in new])
-            known.update(zip(new, assign_distinct(means, key_embeddings, texture_similarity,
-                                                  reserved=list(known.values())).tolist()))
-            if record is not None:
-                record.folders.update({g: known[g] for g in new})
-        return torch.tensor([known[n] for n in names], dtype=torch.long), names
+            means = F.normalize(torch.stack([embeddings[[i for i, n in enumerate(names) if n == g]].mean(0) for g in new]), dim=-1)
+            taken = list(record.folders.values()) + list(record.shared.values())
+            if record.super_centroids:  # a later run: new folders join the nearest recorded super-group
+                index = record.nearest_super_group(means)
+                shared = torch.tensor(record.super_keys, dtype=torch.long)[index]
+            elif super_groups != 0:
+                index, centroids, super_keys = _super_keys(means, key_embeddings, texture_similarity, super_groups, taken, seed)
+                shared = super_keys[index] if len(super_keys) else index
+                record.super_centroids, record.super_keys = centroids.tolist(), super_keys.tolist()
+            else:
+                shared = torch.full((len(new),), -1, dtype=torch.long)
+            taken += [int(k) for k in shared if k >= 0]
+            own = assign_distinct(means, key_embeddings, texture_similarity, reserved=taken)
+            record.folders.update(zip(new, own.tolist()))
+            record.shared.update({g: int(k) for g, k in zip(new, shared.tolist()) if k >= 0})
+        keys = torch.tensor([record.folders[n] for n in names], dtype=torch.long)
+        return Assignment(keys, torch.tensor([record.shared.get(n, -1) for n in names], dtype=torch.long), names)
     if record is not None and record.centroids:
         index = record.nearest_cluster(embeddings)
-        return torch.tensor(record.cluster_keys, dtype=torch.long)[index], [f"cluster:{i}" for i in index.tolist()]
+        shared = record.cluster_shared or [-1] * len(record.cluster_keys)
+        return Assignment(torch.tensor(record.cluster_keys, dtype=torch.long)[index], torch.tensor(shared, dtype=torch.long)[index],
+                          [f"cluster:{i}" for i in index.tolist()])
     k = clusters or default_clusters(len(rel_paths))
     index, _ = kmeans(embeddings, k, seed=seed)
     groups = [f"cluster:{i}" for i in range(int(index.max()) + 1)]
-    means = torch.stack([embeddings[index == g].mean(0) if (index == g).any() else embeddings[0] for g in range(len(groups))])
-    group_keys = assign_distinct(means, key_embeddings, texture_similarity)
+    means = F.normalize(torch.stack([embeddings[index == g].mean(0) if (index == g).any() else embeddings[0]
+                                     for g in range(len(groups))]), dim=-1)
+    shared = torch.full((len(groups),), -1, dtype=torch.long)
+    if super_groups != 0:
+        sup, _, super_keys = _super_keys(means, key_embeddings, texture_similarity, super_groups, [], seed)
+        if len(super_keys):
+            shared = super_keys[sup]
+    group_keys = assign_distinct(means, key_embeddings, texture_similarity, reserved=[int(k) for k in shared if k >= 0])
     if record is not None:
-        record.centroids = F.normalize(means.float(), dim=-1).tolist()
+        record.centroids = means.tolist()
         record.cluster_keys = group_keys.tolist()
-    return group_keys[index], [groups[i] for i in index.tolist()]
+        record.cluster_shared = shared.tolist()
+    return Assignment(group_keys[index], shared[index], [groups[i] for i in index.tolist()])

@@ -5,7 +5,9 @@ A key chosen afresh on every run depends on what the run sees (a folder's mean o
 the keys other folders took), so photos added to a folder next month, or a second machine's shard, could
 get another pattern than the photos already published. The keys file pins the choice: a later run into the
 same output folder reuses every recorded key and only chooses keys for folders it has not seen, avoiding
-those already taken. It records folder names and key numbers, no pixels; delete it to draw new patterns.
+those already taken. With two-level textures it also records each folder's shared key and the super-groups'
+centroids, so a new folder joins the super-group nearest its concept. It records folder names, key numbers
+and mean concept embeddings, no pixels; delete it to draw new patterns.
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from .imageio import TEMP_MARKER
 
 KEYS_FILE_NAME = ".ucprotect-keys.json"
 KEYS_FORMAT = "ucprotect-keys"
-KEYS_VERSION = 1
+KEYS_VERSION = 2  # 2 added the two-level fields; a version-1 file reads as one-level keys
 
 
 @dataclass
@@ -32,6 +34,10 @@ class KeyRecord:
     folders: dict[str, int] = field(default_factory=dict)
     centroids: list[list[float]] = field(default_factory=list)  # unit concept embeddings, one per cluster
     cluster_keys: list[int] = field(default_factory=list)
+    shared: dict[str, int] = field(default_factory=dict)  # folder -> its super-group's shared key
+    super_centroids: list[list[float]] = field(default_factory=list)  # folder super-groups, unit embeddings
+    super_keys: list[int] = field(default_factory=list)
+    cluster_shared: list[int] = field(default_factory=list)  # per cluster, -1: none
 
     @classmethod
     def load(cls, path: Path, weights_id: str) -> "KeyRecord":
@@ -44,9 +50,16 @@ class KeyRecord:
             if data.get("format") != KEYS_FORMAT:
                 raise ValueError("not a ucprotect keys file")
             record = cls(str(data["weights_id"]), {str(k): int(v) for k, v in data.get("folders", {}).items()},
-                         [[float(x) for x in c] for c in data.get("centroids", [])], [int(k) for k in data.get("cluster_keys", [])])
+                         [[float(x) for x in c] for c in data.get("centroids", [])], [int(k) for k in data.get("cluster_keys", [])],
+                         {str(k): int(v) for k, v in data.get("shared", {}).items()},
+                         [[float(x) for x in c] for c in data.get("super_centroids", [])], [int(k) for k in data.get("super_keys", [])],
+                         [int(k) for k in data.get("cluster_shared", [])])
             if len(record.centroids) != len(record.cluster_keys):
                 raise ValueError("centroids and cluster keys differ in number")
+            if len(record.super_centroids) != len(record.super_keys):
+                raise ValueError("super-group centroids and keys differ in number")
+            if record.cluster_shared and len(record.cluster_shared) != len(record.cluster_keys):
+                raise ValueError("cluster keys and shared keys differ in number")
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError(f"{path}: unreadable keys file ({e}); delete it to choose patterns afresh "
                               "(photos protected before may then get other patterns), or pass --keys with another path") from None
@@ -63,12 +76,17 @@ class KeyRecord:
             try:
                 other = KeyRecord.load(path, self.weights_id)
                 self.folders = {**self.folders, **other.folders}
+                self.shared = {**self.shared, **other.shared}
                 if other.centroids:
-                    self.centroids, self.cluster_keys = other.centroids, other.cluster_keys
+                    self.centroids, self.cluster_keys, self.cluster_shared = other.centroids, other.cluster_keys, other.cluster_shared
+                if other.super_centroids:
+                    self.super_centroids, self.super_keys = other.super_centroids, other.super_keys
             except ConfigError:
                 pass  # unreadable: replace it with ours
         data = {"format": KEYS_FORMAT, "version": KEYS_VERSION, "weights_id": self.weights_id,
-                "folders": dict(sorted(self.folders.items())), "centroids": self.centroids, "cluster_keys": self.cluster_keys}
+                "folders": dict(sorted(self.folders.items())), "shared": dict(sorted(self.shared.items())),
+                "super_centroids": self.super_centroids, "super_keys": self.super_keys,
+                "centroids": self.centroids, "cluster_keys": self.cluster_keys, "cluster_shared": self.cluster_shared}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}{TEMP_MARKER}")
         try:
@@ -80,5 +98,13 @@ class KeyRecord:
 
     def nearest_cluster(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Index of the recorded cluster nearest each embedding (cosine)."""
-        centroids = torch.tensor(self.centroids, dtype=torch.float32)
-        return (torch.nn.functional.normalize(embeddings.float(), dim=-1) @ centroids.T).argmax(1)
+        return _nearest(embeddings, self.centroids)
+
+    def nearest_super_group(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Index of the recorded folder super-group nearest each embedding (cosine)."""
+        return _nearest(embeddings, self.super_centroids)
+
+
+def _nearest(embeddings: torch.Tensor, centroids: list[list[float]]) -> torch.Tensor:
+    c = torch.tensor(centroids, dtype=torch.float32)
+    return (torch.nn.functional.normalize(embeddings.float(), dim=-1) @ c.T).argmax(1)

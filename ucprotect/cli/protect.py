@@ -29,6 +29,7 @@ def protect(
     epsilon: EpsilonOpt = 8.0,
     group_by: Annotated[str, typer.Option(help="auto, folder, cluster or none: which photos share a pattern.")] = "auto",
     clusters: Annotated[Optional[int], typer.Option(help="Number of clusters for --group-by cluster (default ~sqrt(n)).")] = None,
+    super_groups: Annotated[Optional[int], typer.Option(help="Super-groups of similar folders/clusters that share half their pattern (default ~sqrt(groups); 0: every group's pattern is its own).")] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="Force png, jpeg or webp output.")] = None,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
     metadata: Annotated[str, typer.Option(help="safe (drop GPS and thumbnail), keep, or strip.")] = "safe",
@@ -49,6 +50,7 @@ def protect(
     console = Console(stderr=True)
     options = ProtectOptions(format=format, quality=quality, metadata=metadata, overwrite=overwrite, dry_run=dry_run,
                              shard=parse_shard(shard) if shard else None, group_by=group_by, clusters=clusters,
+                             super_groups=super_groups,
                              max_pixels=max_pixels, fail_fast=fail_fast, batch_size=batch_size, workers=workers,
                              keys_file=keys, keys_only=keys_only)
     protector = None if dry_run else Protector.from_file(weights, device=device, epsilon=epsilon, tta=tta)

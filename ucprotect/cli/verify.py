@@ -20,7 +20,7 @@ EPILOG = """Examples:\n\n
   ucprotect verify ./dataset --protected ./safe --paper --device cuda"""
 
 
-def make_protect_fn(protector: Protector, group_by: str):
+def make_protect_fn(protector: Protector, group_by: str, super_groups: int | None = None):
     """Protect the train split as a user would: a copy of the class-folder tree through protect_folder."""
 
     def protect_fn(paths: list[Path], out_dir: Path) -> dict[Path, Path]:
@@ -34,7 +34,7 @@ def make_protect_fn(protector: Protector, group_by: str):
             if not link.exists():
                 os.symlink(p.resolve(), link)
         dst = out_dir / "protected"
-        result = protect_folder(src, dst, protector, ProtectOptions(group_by=group_by, format="png"))
+        result = protect_folder(src, dst, protector, ProtectOptions(group_by=group_by, format="png", super_groups=super_groups))
         if result.failed:
             bad = next(r for r in result.rows if r.status == "failed")
             raise typer.BadParameter(f"protecting the train split failed: {bad.reason}")
