@@ -41,7 +41,8 @@ def main() -> None:
     ap.add_argument("--max-per-class", type=int, default=40)
     ap.add_argument("--full", action="store_true", help="ResNet-18 standard recipe on all images (GPU)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--super-groups", type=int, default=None, help="protect's --super-groups (default: its own; 0: one-level)")
+    ap.add_argument("--super-groups", nargs="*", type=int, default=[0], metavar="N",
+                    help="protect's --super-groups, one row each (0, the default: one-level textures)")
     ap.add_argument("--seed", type=int, default=None, help="victim init, image sample and split (default: the recipe's, 0)")
     args = ap.parse_args()
     recipe = PRESETS["standard" if args.full else "quick"]
@@ -52,7 +53,7 @@ def main() -> None:
     protector = Protector.from_file(args.weights, device=args.device)
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, device {protector.device}; "
           f"recipe: {recipe}; max/class: {max_per_class}; weights: {args.weights or 'shipped'}; "
-          f"super-groups: {'default' if args.super_groups is None else args.super_groups}")
+          f"super-groups: {' '.join(map(str, args.super_groups))}")
     print()
     print("| dataset | grouping | labels | run | clean peak | protected peak | chance | score |")
     print("|---|---|---|---|---|---|---|---|")
@@ -62,22 +63,25 @@ def main() -> None:
             for labels in args.labels:
                 if args.rows is not None and f"{group_by}/{labels}" not in args.rows:
                     continue
-                defenses = args.defenses if (labels == "folders" and group_by == args.group_by[0]) else []
-                t0 = time.perf_counter()
-                report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, args.super_groups), labels=labels,
-                                           defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache)
-                clean = report.run("clean").peak
-                for r in report.runs[1:]:
-                    print(f"| {Path(data).name} | {group_by} | {labels} | {r.name} | {clean:.3f} | {r.peak:.3f} | "
-                          f"{report.chance:.3f} | {report.score(r.name):.2f} |", flush=True)
-                if defenses:
-                    worst, s = report.bottom_line()
-                    print(f"| {Path(data).name} | {group_by} | {labels} | **best defence: {worst}** | {clean:.3f} | "
-                          f"{report.run(worst).peak:.3f} | {report.chance:.3f} | **{s:.2f}** |", flush=True)
-                for r in report.runs:  # when the peak happens tells whether the shortcut is learned late
-                    print(f"<!-- curve {r.name}: {' '.join(f'{a:.2f}' for a in r.accuracy)} -->")
-                print(f"<!-- {Path(data).name} {group_by} {labels}: {time.perf_counter() - t0:.0f} s, "
-                      f"{report.train_images} train / {report.test_images} test images -->", flush=True)
+                for super_groups in args.super_groups:
+                    grouping = group_by if len(args.super_groups) == 1 else f"{group_by} (super-groups {super_groups})"
+                    first = group_by == args.group_by[0] and super_groups == args.super_groups[0]
+                    defenses = args.defenses if (labels == "folders" and first) else []
+                    t0 = time.perf_counter()
+                    report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, super_groups),
+                                               labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache)
+                    clean = report.run("clean").peak
+                    for r in report.runs[1:]:
+                        print(f"| {Path(data).name} | {grouping} | {labels} | {r.name} | {clean:.3f} | {r.peak:.3f} | "
+                              f"{report.chance:.3f} | {report.score(r.name):.2f} |", flush=True)
+                    if defenses:
+                        worst, s = report.bottom_line()
+                        print(f"| {Path(data).name} | {grouping} | {labels} | **best defence: {worst}** | {clean:.3f} | "
+                              f"{report.run(worst).peak:.3f} | {report.chance:.3f} | **{s:.2f}** |", flush=True)
+                    for r in report.runs:  # when the peak happens tells whether the shortcut is learned late
+                        print(f"<!-- curve {r.name}: {' '.join(f'{a:.2f}' for a in r.accuracy)} -->")
+                    print(f"<!-- {Path(data).name} {grouping} {labels}: {time.perf_counter() - t0:.0f} s, "
+                          f"{report.train_images} train / {report.test_images} test images -->", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ waves, one colour: full amplitude like a grating, but a 2-D pattern with two fre
 (a plaid whose first wave is shared by the class's folders and whose second is the folder's own: what a
 two-level concept code would give if the folders a thief merges were known to share a coarse concept). With
 ``--align Q`` each folder keeps its class's shared wave with probability Q and otherwise takes another class's
-(a label-free super-grouping lines up with a thief's merges only partly; benchmarks/alignment.py). Prints one
+(a label-free super-grouping lines up with a thief's merges only partly; benchmarks/alignment.py); ``--super K``
+lets neighbouring classes share one wave (K shared waves for the 10 classes: ``hier:10 --super 3`` is what
+super-groups cost a thief who labels by folder), ``--shared-weight`` weighs the shared wave in the sum. Prints one
 markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
 clean and protected peak accuracy, score, and the per-epoch protected curve.
 """
@@ -80,16 +82,17 @@ def render(p: dict, keys: torch.Tensor, components: int, h: int, w: int) -> torc
     return wave[:, None] * p["colour"][keys][:, :, None, None]
 
 
-def render_hier(p: dict, class_keys: torch.Tensor, folder_keys: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def render_hier(p: dict, class_keys: torch.Tensor, folder_keys: torch.Tensor, h: int, w: int, weight: float = 1.0,
+                colour: str = "shared") -> torch.Tensor:
     """A two-level code: the sign of a sum of the class-level texture's first wave and the folder's own,
     in the class texture's colour. Folders a thief merges share one component; each folder has its own."""
     s = min(h, w)
     ys, xs = ((torch.arange(h) + 0.5) / s)[None, :, None], ((torch.arange(w) + 0.5) / s)[None, None, :]
     waves = 0
-    for keys in (class_keys, folder_keys):
+    for keys, wt in ((class_keys, weight), (folder_keys, 1.0)):
         cyc, ang, ph = (p[k][keys, 0, None, None] for k in ("cyc", "ang", "phase"))
-        waves = waves + torch.sin(2 * math.pi * cyc * (torch.sin(ang) * ys + torch.cos(ang) * xs) + ph)
-    return torch.sign(waves)[:, None] * p["colour"][class_keys][:, :, None, None]
+        waves = waves + wt * torch.sin(2 * math.pi * cyc * (torch.sin(ang) * ys + torch.cos(ang) * xs) + ph)
+    return torch.sign(waves)[:, None] * p["colour"][class_keys if colour == "shared" else folder_keys][:, :, None, None]
 
 
 def main() -> None:
@@ -98,6 +101,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--align", type=float, default=1.0, help="hier: share of folders whose shared wave is their class's")
+    ap.add_argument("--super", type=int, default=10, help="hier: shared waves for the 10 classes (fewer: neighbouring classes share one)")
+    ap.add_argument("--colour", choices=["shared", "own"], default="shared", help="hier: colour signs of the shared or the own wave's texture")
+    ap.add_argument("--shared-weight", type=float, default=1.0, help="hier: weight of the shared wave in the sum (own wave: 1)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(DATA, 150)
@@ -130,11 +136,13 @@ def main() -> None:
             xf = x[tr].float() / 255
             if family == "hier":  # super-group of each folder: its class, or (1 - align) of the time another class
                 g = torch.Generator().manual_seed(2000 + seed)
-                sup = torch.arange(n) // per
+                sup = torch.arange(n) // per * args.super // 10  # super-group of each folder's class
                 moved = torch.rand(n, generator=g) >= args.align
-                sup[moved] = (sup[moved] + torch.randint(1, 10, (int(moved.sum()),), generator=g)) % 10
-                name = name if args.align >= 1 else f"{name} align {args.align:g}"
-            texture = render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224) if family == "hier" \
+                sup[moved] = (sup[moved] + torch.randint(1, args.super, (int(moved.sum()),), generator=g)) % args.super
+                name += "".join(f" {k} {v:g}" for k, v, d in (("align", args.align, 1), ("super", args.super, 10),
+                                                              ("shared-weight", args.shared_weight, 1)) if v != d)
+                name += " own colour" if args.colour == "own" else ""
+            texture = render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224, args.shared_weight, args.colour) if family == "hier" \
                 else render(p, keys[folder], comps, 224, 224)
             prot8 = ((xf + texture * EPS).clamp(0, 1) * 255).round().byte()
             psnr = float(10 * torch.log10(1 / ((prot8.float() / 255 - xf) ** 2).mean()))

@@ -135,3 +135,9 @@ def test_version_1_keys_file_reads_as_one_level(tmp_path, protector):
                                                   "weights_id": protector.weights_id, "folders": folders}))
     result = protect_folder(src, out, protector)
     assert {r.input.split("/")[-2]: (r.key, r.shared_key) for r in result.rows} == {f: (k, -1) for f, k in folders.items()}
+
+
+def test_negative_super_groups_is_refused(tmp_path, protector):
+    _images(tmp_path / "src" / "a", 1, 0)
+    with pytest.raises(ConfigError, match="--super-groups -1"):
+        protect_folder(tmp_path / "src", tmp_path / "out", protector, ProtectOptions(super_groups=-1))

@@ -180,7 +180,7 @@ class ProtectOptions:
     shard: tuple[int, int] | None = None  # (k, n), 1-based k
     group_by: str = "auto"
     clusters: int | None = None
-    super_groups: int | None = None  # folder/cluster super-groups sharing half a texture; None: ~sqrt(groups), 0: off
+    super_groups: int = 0  # super-groups of folders/clusters sharing half their texture (0: none; see grouping.py)
     max_pixels: int = imageio.DEFAULT_MAX_PIXELS
     fail_fast: bool = False
     batch_size: int = 16
@@ -325,6 +325,9 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     mode = resolve_mode(opts.group_by, rel)
     if opts.shard and mode == "cluster":
         raise ConfigError("--shard with cluster grouping: clusters need the whole collection; use --group-by folder or none")
+    if opts.super_groups < 0 or (opts.super_groups and protector is not None and not protector.generator.two_level):
+        raise ConfigError(f"--super-groups {opts.super_groups}: needs N >= 0 and a generator that draws two-level textures "
+                          "(concept-texture); use 0 with these weights")
     if opts.keys_only and mode not in ("folder", "cluster"):
         raise ConfigError(f"--keys-only: grouping is {mode!r}; keys are recorded for folder and cluster grouping only")
     shard_key = (lambda r: r.parent.as_posix()) if mode == "folder" else (lambda r: r.as_posix())
@@ -409,7 +412,7 @@ def _choose_keys(protector: Protector, embeddings: dict[int, torch.Tensor], all_
         emb = torch.stack([embeddings[i] for i in ok])
         chosen = assign_keys(emb, [all_rel[i] for i in ok], mode, protector.key_embeddings,
                              protector.bundle.coarse_keys, opts.clusters, texture_similarity=protector.texture_similarity,
-                             record=record, super_groups=opts.super_groups if protector.generator.two_level else 0)
+                             record=record, super_groups=opts.super_groups)
         for i, k, s, g in zip(ok, chosen.keys.tolist(), chosen.shared.tolist(), chosen.groups):
             rows[i].key, rows[i].shared_key, rows[i].group = k, s, g
     if record is None:

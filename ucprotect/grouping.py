@@ -8,10 +8,12 @@ keys, chosen nearest to the group's mean concept embedding.
 
 Two-level codes. A thief may label more coarsely than our groups (all dog folders as "dog"); if each folder
 then carries an unrelated texture, the thief's class holds several and protection collapses
-(benchmarks/families.py: 0.69 -> 0.15 with five groups per class). So groups are also clustered by their mean
-embeddings into super-groups (about the square root of the number of groups), and each photo's texture is
-the sum of its super-group's wave (shared) and its group's own wave: groups a thief merges by concept tend to
-share half their pattern, while every group still has a pattern of its own.
+(benchmarks/families.py: 0.69 -> 0.15 with five groups per class). So groups can also be clustered by their
+mean embeddings into super-groups, and each photo's texture is then the sum of its super-group's wave
+(shared) and its group's own wave: groups a thief merges by concept tend to share half their pattern, while
+every group still has a pattern of its own. Off unless asked for (``super_groups``): measured on held-out
+sets it cost folder labels about 0.1 of score and gained nothing measurable for clusters
+(benchmarks/results/RESULTS.md, session 5).
 """
 from __future__ import annotations
 
@@ -62,11 +64,6 @@ def default_clusters(n: int) -> int:
     return max(2, min(256, round(math.sqrt(n))))
 
 
-def default_super_groups(groups: int) -> int:
-    """Super-groups for ``groups`` groups: about sqrt(groups), none below four groups (nothing to merge)."""
-    return 0 if groups < 4 else default_clusters(groups)
-
-
 @dataclass
 class Assignment:
     """Per photo: its key, its super-group's shared key (-1: a one-level texture) and its group's name."""
@@ -111,10 +108,10 @@ def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor
 
 
 def _super_keys(means: torch.Tensor, key_embeddings: torch.Tensor, texture_similarity: torch.Tensor | None,
-                super_groups: int | None, reserved: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                super_groups: int, reserved: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(super-group index per group, unit centroid per super-group, shared key per super-group) for groups
     with these mean embeddings; empty tensors when there are too few groups to share anything."""
-    n = default_super_groups(len(means)) if super_groups is None else min(super_groups, len(means) - 1)
+    n = min(super_groups, len(means) - 1)
     if n < 2:
         return torch.full((len(means),), -1, dtype=torch.long), means.new_zeros(0, means.shape[1]), torch.zeros(0, dtype=torch.long)
     index, centroids = kmeans(means, n, seed=seed)
@@ -125,10 +122,10 @@ def _super_keys(means: torch.Tensor, key_embeddings: torch.Tensor, texture_simil
 def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_embeddings: torch.Tensor,
                 coarse_keys: torch.Tensor, clusters: int | None = None, seed: int = 0,
                 texture_similarity: torch.Tensor | None = None, record: KeyRecord | None = None,
-                super_groups: int | None = None) -> Assignment:
+                super_groups: int = 0) -> Assignment:
     """Key, shared key and group name for photos with the given concept embeddings.
 
-    ``super_groups``: None picks default_super_groups, 0 gives one-level textures. With a ``record`` (the
+    ``super_groups``: how many super-groups share a wave (0: one-level textures). With a ``record`` (the
     keys file of earlier runs), recorded folders and clusters keep their keys and only new folders are given
     keys, distinct from the recorded ones, and join the nearest recorded super-group; the record is updated
     in place.
@@ -148,7 +145,7 @@ def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_
             if record.super_centroids:  # a later run: new folders join the nearest recorded super-group
                 index = record.nearest_super_group(means)
                 shared = torch.tensor(record.super_keys, dtype=torch.long)[index]
-            elif super_groups != 0:
+            elif super_groups:
                 index, centroids, super_keys = _super_keys(means, key_embeddings, texture_similarity, super_groups, taken, seed)
                 shared = super_keys[index] if len(super_keys) else index
                 record.super_centroids, record.super_keys = centroids.tolist(), super_keys.tolist()
@@ -171,7 +168,7 @@ def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_
     means = F.normalize(torch.stack([embeddings[index == g].mean(0) if (index == g).any() else embeddings[0]
                                      for g in range(len(groups))]), dim=-1)
     shared = torch.full((len(groups),), -1, dtype=torch.long)
-    if super_groups != 0:
+    if super_groups:
         sup, _, super_keys = _super_keys(means, key_embeddings, texture_similarity, super_groups, [], seed)
         if len(super_keys):
             shared = super_keys[sup]

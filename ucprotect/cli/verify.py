@@ -20,7 +20,7 @@ EPILOG = """Examples:\n\n
   ucprotect verify ./dataset --protected ./safe --paper --device cuda"""
 
 
-def make_protect_fn(protector: Protector, group_by: str, super_groups: int | None = None):
+def make_protect_fn(protector: Protector, group_by: str, super_groups: int = 0):
     """Protect the train split as a user would: a copy of the class-folder tree through protect_folder."""
 
     def protect_fn(paths: list[Path], out_dir: Path) -> dict[Path, Path]:
