@@ -73,12 +73,16 @@ def draw_distinct(n: int, sim: torch.Tensor, seed: int, candidates: int = 16) ->
     return torch.tensor(chosen)
 
 
-def render(p: dict, keys: torch.Tensor, components: int, h: int, w: int) -> torch.Tensor:
+def sines(p: dict, keys: torch.Tensor, components: int, h: int, w: int) -> torch.Tensor:
+    """The first ``components`` sine waves of each key's texture on an h x w image (B x J x H x W)."""
     s = min(h, w)
     ys, xs = ((torch.arange(h) + 0.5) / s)[None, None, :, None], ((torch.arange(w) + 0.5) / s)[None, None, None, :]
     cyc, ang, ph = (p[k][keys, :components, None, None] for k in ("cyc", "ang", "phase"))
-    waves = torch.sin(2 * math.pi * cyc * (torch.sin(ang) * ys + torch.cos(ang) * xs) + ph)  # B x J x H x W
-    wave = torch.sign(waves.sum(1))
+    return torch.sin(2 * math.pi * cyc * (torch.sin(ang) * ys + torch.cos(ang) * xs) + ph)
+
+
+def render(p: dict, keys: torch.Tensor, components: int, h: int, w: int) -> torch.Tensor:
+    wave = torch.sign(sines(p, keys, components, h, w).sum(1))
     return wave[:, None] * p["colour"][keys][:, :, None, None]
 
 
@@ -86,12 +90,7 @@ def render_hier(p: dict, class_keys: torch.Tensor, folder_keys: torch.Tensor, h:
                 colour: str = "shared") -> torch.Tensor:
     """A two-level code: the sign of a sum of the class-level texture's first wave and the folder's own,
     in the class texture's colour. Folders a thief merges share one component; each folder has its own."""
-    s = min(h, w)
-    ys, xs = ((torch.arange(h) + 0.5) / s)[None, :, None], ((torch.arange(w) + 0.5) / s)[None, None, :]
-    waves = 0
-    for keys, wt in ((class_keys, weight), (folder_keys, 1.0)):
-        cyc, ang, ph = (p[k][keys, 0, None, None] for k in ("cyc", "ang", "phase"))
-        waves = waves + wt * torch.sin(2 * math.pi * cyc * (torch.sin(ang) * ys + torch.cos(ang) * xs) + ph)
+    waves = weight * sines(p, class_keys, 1, h, w)[:, 0] + sines(p, folder_keys, 1, h, w)[:, 0]
     return torch.sign(waves)[:, None] * p["colour"][class_keys if colour == "shared" else folder_keys][:, :, None, None]
 
 
@@ -139,8 +138,8 @@ def main() -> None:
                 sup = torch.arange(n) // per * args.super // 10  # super-group of each folder's class
                 moved = torch.rand(n, generator=g) >= args.align
                 sup[moved] = (sup[moved] + torch.randint(1, args.super, (int(moved.sum()),), generator=g)) % args.super
-                name += "".join(f" {k} {v:g}" for k, v, d in (("align", args.align, 1), ("super", args.super, 10),
-                                                              ("shared-weight", args.shared_weight, 1)) if v != d)
+                name += "".join(f" {k} {v:g}" for k, v, default in (("align", args.align, 1), ("super", args.super, 10),
+                                                                    ("shared-weight", args.shared_weight, 1)) if v != default)
                 name += " own colour" if args.colour == "own" else ""
             texture = render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224, args.shared_weight, args.colour) if family == "hier" \
                 else render(p, keys[folder], comps, 224, 224)

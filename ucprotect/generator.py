@@ -149,20 +149,17 @@ class PeriodicTexture:
 
     def index(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Table indices (int64, what ``np.take`` uses without a copy) of rows ``start:stop``."""
-        if self.y_phase.ndim == 1:
-            index = np.add.outer(self.y_phase[start:stop], self.x_phase).astype(np.int64)
-            index &= self.table.shape[0] - 1  # mod bins
-            return index
-        bins = round(math.sqrt(self.table.shape[0]))
+        y_phases, x_phases = (self.y_phase, self.x_phase) if self.y_phase.ndim == 2 else ([self.y_phase], [self.x_phase])
+        bins = round(self.table.shape[0] ** (1 / len(y_phases)))
         index = None
-        for y_phase, x_phase in zip(self.y_phase, self.x_phase):
-            one = np.add.outer(y_phase[start:stop], x_phase).astype(np.int64)
-            one &= bins - 1
+        for y_phase, x_phase in zip(y_phases, x_phases):  # mixed radix: wave 0 is the most significant digit
+            digit = np.add.outer(y_phase[start:stop], x_phase).astype(np.int64)
+            digit &= bins - 1  # mod bins
             if index is None:
-                index = one
+                index = digit
             else:
                 index *= bins
-                index += one
+                index += digit
         return index
 
 

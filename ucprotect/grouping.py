@@ -108,15 +108,15 @@ def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor
 
 
 def _super_keys(means: torch.Tensor, key_embeddings: torch.Tensor, texture_similarity: torch.Tensor | None,
-                super_groups: int, reserved: list[int], seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(super-group index per group, unit centroid per super-group, shared key per super-group) for groups
-    with these mean embeddings; empty tensors when there are too few groups to share anything."""
+                super_groups: int, reserved: list[int], seed: int) -> tuple[torch.Tensor, list, list]:
+    """(shared key per group, -1 for none; unit centroid per super-group; key per super-group) for groups
+    with these mean embeddings; no super-groups when there are too few groups to share anything."""
     n = min(super_groups, len(means) - 1)
     if n < 2:
-        return torch.full((len(means),), -1, dtype=torch.long), means.new_zeros(0, means.shape[1]), torch.zeros(0, dtype=torch.long)
+        return torch.full((len(means),), -1, dtype=torch.long), [], []
     index, centroids = kmeans(means, n, seed=seed)
     keys = assign_distinct(centroids, key_embeddings, texture_similarity, reserved=reserved)
-    return index, centroids, keys
+    return keys[index], centroids.tolist(), keys.tolist()
 
 
 def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_embeddings: torch.Tensor,
@@ -145,12 +145,9 @@ def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_
             if record.super_centroids:  # a later run: new folders join the nearest recorded super-group
                 index = record.nearest_super_group(means)
                 shared = torch.tensor(record.super_keys, dtype=torch.long)[index]
-            elif super_groups:
-                index, centroids, super_keys = _super_keys(means, key_embeddings, texture_similarity, super_groups, taken, seed)
-                shared = super_keys[index] if len(super_keys) else index
-                record.super_centroids, record.super_keys = centroids.tolist(), super_keys.tolist()
             else:
-                shared = torch.full((len(new),), -1, dtype=torch.long)
+                shared, record.super_centroids, record.super_keys = _super_keys(
+                    means, key_embeddings, texture_similarity, super_groups, taken, seed)
             taken += [int(k) for k in shared if k >= 0]
             own = assign_distinct(means, key_embeddings, texture_similarity, reserved=taken)
             record.folders.update(zip(new, own.tolist()))
@@ -167,11 +164,7 @@ def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_
     groups = [f"cluster:{i}" for i in range(int(index.max()) + 1)]
     means = F.normalize(torch.stack([embeddings[index == g].mean(0) if (index == g).any() else embeddings[0]
                                      for g in range(len(groups))]), dim=-1)
-    shared = torch.full((len(groups),), -1, dtype=torch.long)
-    if super_groups:
-        sup, _, super_keys = _super_keys(means, key_embeddings, texture_similarity, super_groups, [], seed)
-        if len(super_keys):
-            shared = super_keys[sup]
+    shared, _, _ = _super_keys(means, key_embeddings, texture_similarity, super_groups, [], seed)
     group_keys = assign_distinct(means, key_embeddings, texture_similarity, reserved=[int(k) for k in shared if k >= 0])
     if record is not None:
         record.centroids = means.tolist()
