@@ -5,7 +5,7 @@ import torch
 
 from ucprotect.budget import apply_budget_lookup, apply_budget_pixels
 from ucprotect.generator import GeneratorConfig, PeriodicTexture, create_generator
-from ucprotect.metrics import abs_difference_histogram, linf_from_histogram, psnr
+from ucprotect.metrics import difference_stats, psnr
 
 
 @pytest.mark.parametrize("size", [(37, 1000), (480, 640), (999, 333)])
@@ -59,15 +59,17 @@ def test_lookup_budget_equals_dense_budget(dtype, channels, max_value):
     assert got.dtype == pixels.dtype and np.array_equal(got, expected)
 
 
-def test_histogram_metrics_equal_direct_formulas():
+def test_difference_stats_equal_direct_formulas():
     rng = np.random.default_rng(1)
     a = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
     b = np.clip(a.astype(int) + rng.integers(-9, 10, a.shape), 0, 255).astype(np.uint8)
+    b[0, :3] = [0, 255, 0]  # differences of up to 255 (squares past int16)
+    a[0, :3] = [255, 0, 128]
     diff = np.abs(a.astype(int) - b.astype(int))
-    hist = abs_difference_histogram(a, b)
-    assert hist.sum() == a.size and linf_from_histogram(hist) == diff.max()
+    squares, largest, count = difference_stats(a, b, rows=7)
+    assert (squares, largest, count) == ((diff**2).sum(), diff.max(), a.size) and largest == 255
     assert psnr(a, b) == pytest.approx(10 * np.log10(255**2 / (diff**2).mean()), rel=1e-9)
-    assert psnr(a, a) == float("inf")
+    assert psnr(a, a) == float("inf") and difference_stats(a[:0], b[:0]) == (0, 0, 0)
 
 
 def test_fast_backbone_matches_the_plain_network():
@@ -97,3 +99,51 @@ def test_thumbnail_dct_scaling_keeps_size_and_content(tmp_path):
     for margin in (1.0, 2.0):  # 1/4 and 1/2 DCT scaling: same size, nearly the same pixels
         thumb = np.asarray(load_thumbnail(tmp_path / "big.jpg", 224, margin=margin), dtype=float)
         assert thumb.shape == ref.shape == (224, 299, 3) and np.abs(thumb - ref).mean() < 4
+
+
+@pytest.mark.parametrize("size", [(480, 640), (1001, 333)])
+def test_shifted_rows_give_the_texture_index(size):
+    gen = create_generator(GeneratorConfig(seed=3))
+    h, w = size
+    used = 0
+    for key in range(0, 1000, 37):
+        texture = gen.periodic_form(key, h, w)
+        rows = texture.shifted_rows()
+        if rows is None:
+            continue
+        used += 1
+        fast = np.stack([rows.rows[rows.level[y], rows.start[y]:rows.start[y] + w] for y in range(h)])
+        bins = texture.table.shape[0]
+        off = np.abs((texture.index() - fast + bins // 2) % bins - bins // 2)
+        assert off.max() <= 1  # phase rounded to within one bin of 4096
+    assert used >= 20  # the fast form applies to nearly every grating at photo sizes
+
+
+def test_shifted_rows_decline_what_they_cannot_draw():
+    gen = create_generator(GeneratorConfig(seed=3))
+    assert gen.periodic_form(0, 480, 640, shared=5).shifted_rows() is None  # two waves
+    rng = np.random.default_rng(0)
+    jumbled = PeriodicTexture(torch.rand(64, 3), (rng.random(23) * 500).astype(np.float32),
+                              (rng.random(31) * 500).astype(np.float32))
+    assert jumbled.shifted_rows() is None  # phases not linear along a row
+    flat_rows = PeriodicTexture(torch.rand(64, 3), np.arange(500, dtype=np.float32) * 3, np.full(400, 7, np.float32))
+    assert flat_rows.shifted_rows() is None  # stripes along the rows: no sideways shift
+
+
+def test_lookup_budget_with_shifted_rows_matches_dense_budget():
+    gen = create_generator(GeneratorConfig(seed=3))
+    rng = np.random.default_rng(2)
+    h, w = 900, 1201
+    pixels = rng.integers(0, 256, (h, w, 3), dtype=np.int64).astype(np.uint8)
+    pixels[:5] = 255  # saturation
+    for key in (1, 500, 998):
+        texture = gen.periodic_form(key, h, w)
+        texture = PeriodicTexture(texture.table * (8 / 255), texture.y_phase, texture.x_phase)
+        assert texture.shifted_rows() is not None
+        dense = texture.table[torch.from_numpy(texture.index())].permute(2, 0, 1)
+        expected = apply_budget_pixels(pixels, dense, 8 / 255)
+        got = apply_budget_lookup(pixels, texture, 8 / 255, rows=7)
+        diff = np.abs(got.astype(int) - expected.astype(int))
+        # a phase one bin off moves a value by one step only where the wave crosses a rounding threshold
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+        assert np.abs(got.astype(int) - pixels.astype(int)).max() <= 8

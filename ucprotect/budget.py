@@ -53,17 +53,26 @@ def apply_budget_lookup(pixels: np.ndarray, texture: "PeriodicTexture", epsilon:
     """``apply_budget_pixels`` for a perturbation given as a :class:`~ucprotect.generator.PeriodicTexture`.
 
     The same rounding and cap, applied once to its small table; then, a band of ``rows`` rows at a time
-    (so the band stays in cache), one lookup, one add and one clip per value in integers. This is what
-    keeps `protect` near the cost of decoding and encoding a photo.
+    (so the band stays in cache), one add and one clip per value in integers, the values added being a
+    slice of a few precomputed rows (``PeriodicTexture.shifted_rows``) or, where that does not apply, a
+    lookup per pixel. This is what keeps `protect` near the cost of decoding and encoding a photo.
     """
     channels = texture.table.shape[1]
     wide = np.int32 if max_value > 255 else np.int16
     steps = _pixel_steps(texture.table.float(), epsilon, max_value).numpy().astype(wide)
     # every band overwrites its channels; only channels beyond the table's (alpha, K) need copying first
     out = np.empty_like(pixels) if channels == pixels.shape[2] else pixels.copy()
+    shifted = texture.shifted_rows()
+    if shifted is not None:  # each image row adds a slice of a few precomputed rows of steps
+        row_steps = steps.take(shifted.rows, axis=0)  # levels x length x C
+        width = pixels.shape[1]
     for start in range(0, pixels.shape[0], rows):
         band = pixels[start:start + rows, :, :channels].astype(wide)
-        band += steps.take(texture.index(start, start + rows), axis=0)
+        if shifted is None:
+            band += steps.take(texture.index(start, start + rows), axis=0)
+        else:
+            for r, (level, first) in enumerate(zip(shifted.level[start:start + rows], shifted.start[start:start + rows])):
+                band[r] += row_steps[level, first:first + width]
         np.clip(band, 0, max_value, out=band)
         out[start:start + rows, :, :channels] = band
     return out

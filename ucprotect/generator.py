@@ -162,6 +162,46 @@ class PeriodicTexture:
                 index += digit
         return index
 
+    def shifted_rows(self, max_levels: int = 256) -> "ShiftedRows | None":
+        """The one-wave texture as shifted copies of a few precomputed rows, or None (two waves, or a grating
+        so near horizontal that the rows would be longer than the image is large).
+
+        Row y of a grating is row 0 moved sideways: its phase ``y_phase[y] + x_phase[x]`` equals
+        ``x_phase[x + s] + rho`` for a whole shift s and a remainder rho smaller than one pixel's phase
+        step. With rho rounded to one of a few levels (to within half a bin), every image row is a slice
+        of a precomputed index row, so a photo needs no per-pixel index arithmetic or gather.
+        """
+        height, width = len(self.y_phase), len(self.x_phase)
+        if self.y_phase.ndim != 1 or width < 2:
+            return None
+        bins = self.table.shape[0]
+        x0 = float(self.x_phase[0])
+        step = (float(self.x_phase[-1]) - x0) / (width - 1)  # phase per pixel along a row, in bins
+        if abs(step) < 1e-3 or np.abs(self.x_phase - (x0 + step * np.arange(width))).max() > 0.05:
+            return None  # stripes along the rows, or phases that do not grow linearly along a row
+        levels = int(min(max_levels, max(1, math.ceil(abs(step)))))  # rho to within |step| / (2 levels) <= 0.5 bin
+        y = np.mod(self.y_phase.astype(np.float64), bins)
+        shift = np.floor(y / step) if step > 0 else np.ceil(y / step)
+        level = np.rint((y - step * shift) / abs(step) * levels).astype(np.int64)  # 0..levels
+        shift = shift.astype(np.int64)
+        first = int(shift.min())
+        length = int(shift.max()) - first + width
+        if (levels + 1) * length * 4 > height * width:  # the rows would cost more than a quarter of the photo
+            return None
+        u = (np.arange(length, dtype=np.float64) + first) * step + x0
+        rows = np.floor(u[None, :] + (np.arange(levels + 1) * (abs(step) / levels))[:, None]).astype(np.int64)
+        rows &= bins - 1
+        return ShiftedRows(rows, level, shift - first)
+
+
+@dataclass
+class ShiftedRows:
+    """``PeriodicTexture.index`` as slices: row y's indices are ``rows[level[y], start[y]:start[y] + width]``."""
+
+    rows: np.ndarray  # levels x length, int64 table indices
+    level: np.ndarray  # per image row
+    start: np.ndarray  # per image row
+
 
 class _KeyedGenerator(nn.Module):
     """Shared part: the concept keys (unit text embeddings) that conditioning embeddings snap to."""
@@ -177,6 +217,7 @@ class _KeyedGenerator(nn.Module):
     # Optional capabilities; a generator that has them overrides these defaults.
     uses_pixels = True  # whether the output depends on the image's pixels, not just its size
     two_level = False  # whether forward/render take ``shared`` keys (two-level textures)
+    has_periodic_form = False  # whether periodic_form gives every key's texture (a table lookup, no model)
 
     def periodic_form(self, key: int, height: int, width: int, shared: int = -1) -> "PeriodicTexture | None":
         """The key's texture as a table lookup (see ConceptTextureGenerator), or None: render it densely."""
@@ -256,7 +297,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
         pixel and channel (several times cheaper). None when the texture is not of that form (components >
         1, or a contrast mask that reads pixels).
         """
-        if self.config.components != 1 or self.uses_pixels:
+        if not self.has_periodic_form:
             return None
         waves = [key] if shared < 0 else [shared, key]
         bins = bins or (4096 if len(waves) == 1 else 512)
@@ -301,6 +342,10 @@ class ConceptTextureGenerator(_KeyedGenerator):
     def uses_pixels(self) -> bool:
         """Whether the output depends on the image's pixels (only through the contrast mask), not just its size."""
         return self.config.mask_floor < 1.0
+
+    @property
+    def has_periodic_form(self) -> bool:
+        return self.config.components == 1 and not self.uses_pixels
 
     def forward(self, images: torch.Tensor, embeddings: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
         keys = self.nearest_keys(embeddings)

@@ -50,6 +50,7 @@ class Photo:
     exif: Image.Exif | None = None
     info: dict = field(default_factory=dict)
     mode: str = "RGB"  # Pillow mode the output is written in
+    image: Image.Image | None = None  # the decoded image itself, only when asked for (it doubles the memory)
 
     @property
     def max_value(self) -> int:
@@ -131,8 +132,9 @@ def open_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Imag
     return img
 
 
-def load_photo(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
-    """Decode ``path`` fully into a :class:`Photo` with EXIF orientation applied to the pixels."""
+def load_photo(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, keep_image: bool = False) -> Photo:
+    """Decode ``path`` fully into a :class:`Photo` with EXIF orientation applied to the pixels; with
+    ``keep_image``, the Pillow image the pixels came from is kept too (the metrics reuse it)."""
     path = Path(path)
     img = open_checked(path, max_pixels)
     fmt = img.format
@@ -180,6 +182,7 @@ def load_photo(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Photo:
         exif=exif,
         info=info,
         mode=mode,
+        image=img if keep_image else None,
     )
 
 
@@ -265,7 +268,7 @@ def photo_to_image(photo: Photo, pixels: np.ndarray) -> Image.Image:
         arr = np.ascontiguousarray(pixels.astype(np.uint8))
         img = Image.frombytes("CMYK", (arr.shape[1], arr.shape[0]), arr.tobytes())
     else:
-        img = Image.fromarray(np.ascontiguousarray(pixels.astype(np.uint8)))
+        img = Image.fromarray(np.ascontiguousarray(pixels.astype(np.uint8, copy=False)))
     if photo.alpha is not None:
         a = Image.fromarray(np.ascontiguousarray(photo.alpha))
         img = Image.merge("LA" if img.mode == "L" else "RGBA", (*img.split(), a)) if img.mode in ("L", "RGB") else img
@@ -279,14 +282,16 @@ def save_photo(
     fmt: str | None = None,
     quality: int = 95,
     metadata: str = "safe",
+    image: Image.Image | None = None,
 ) -> Path:
     """Atomically write perturbed ``pixels`` to ``dest`` in ``fmt`` (default: the input's format).
 
     The file appears at ``dest`` only once fully written and flushed; on any error the temporary
-    file is removed and an :class:`ImageError` names the target.
+    file is removed and an :class:`ImageError` names the target. ``image``: ``photo_to_image(photo, pixels)``
+    if the caller has built it already.
     """
     fmt = (fmt or photo.format).upper()
-    img = photo_to_image(photo, pixels)
+    img = image if image is not None else photo_to_image(photo, pixels)
     kwargs: dict = {}
     if photo.icc_profile and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
         kwargs["icc_profile"] = photo.icc_profile
