@@ -110,3 +110,27 @@ def test_python_api_single_image(protector, tmp_path):
     img.save(tmp_path / "in" / "x.png")
     protect_folder(tmp_path / "in", tmp_path / "out", protector, ProtectOptions(group_by="none"))
     assert np.array_equal(np.asarray(out), np.asarray(Image.open(tmp_path / "out" / "x.png")))
+
+
+def test_ctrl_c_while_embedding_stops_promptly(tmp_path, protector, monkeypatch):
+    """Thumbnails are decoded a bounded distance ahead of the model: an interrupt does not first decode
+    (or hold in memory) the rest of a large collection, and nothing is written."""
+    from ucprotect import engine, imageio
+
+    src = tmp_path / "flat"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(src / f"{i:02d}.png")
+    decoded = []
+    real_thumbnail = imageio.load_thumbnail
+    monkeypatch.setattr(imageio, "load_thumbnail", lambda p, *a: decoded.append(p) or real_thumbnail(p, *a))
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(protector, "embed", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        engine.protect_folder(src, tmp_path / "out", protector, ProtectOptions(group_by="cluster", batch_size=4, workers=2))
+    assert 4 <= len(decoded) <= 8  # the first batch and at most one batch ahead, not all 60
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.suffix == ".png"]

@@ -446,27 +446,33 @@ def _fail(row: ImageRow, err: Exception, opts: ProtectOptions, emit) -> None:
 
 def _embed_all(protector: Protector, paths: list[Path], opts: ProtectOptions, rows: list[ImageRow],
                index: list[int], emit, tta: bool) -> dict[int, torch.Tensor]:
+    """Pass 1: concept embeddings of the photos ``paths`` (rows ``index``), thumbnails decoded on the workers
+    at most two batches ahead of the model (so memory stays bounded and Ctrl-C stops promptly)."""
     size = protector.backbone.image_size
     out: dict[int, torch.Tensor] = {}
     emit("start_embedding", len(paths))
+    ahead = 2 * max(opts.batch_size, opts.workers)
     with ThreadPoolExecutor(max(1, opts.workers)) as pool:
-        futures = [pool.submit(imageio.load_thumbnail, p, size, opts.max_pixels, 1.0) for p in paths]
-        jobs = list(zip(index, futures))
-        for start in range(0, len(jobs), opts.batch_size):
-            batch, ids = [], []
-            for i, fut in jobs[start:start + opts.batch_size]:
-                try:
-                    batch.append(fut.result())
-                    ids.append(i)
-                except UcprotectError as e:
-                    if opts.fail_fast:
-                        for _, f in jobs:
-                            f.cancel()
-                    _fail(rows[i], e, opts, emit)
-                emit("embedded", 1)
-            if batch:
-                for i, e in zip(ids, protector.embed(batch, tta)):
-                    out[i] = e
+        futures: dict[int, Future] = {}
+        try:
+            for start in range(0, len(paths), opts.batch_size):
+                for j in range(start, min(start + ahead, len(paths))):  # keep the workers busy, not further
+                    if j not in futures:
+                        futures[j] = pool.submit(imageio.load_thumbnail, paths[j], size, opts.max_pixels, 1.0)
+                batch, ids = [], []
+                for j in range(start, min(start + opts.batch_size, len(paths))):
+                    try:
+                        batch.append(futures.pop(j).result())
+                        ids.append(index[j])
+                    except UcprotectError as e:
+                        _fail(rows[index[j]], e, opts, emit)
+                    emit("embedded", 1)
+                if batch:
+                    for i, e in zip(ids, protector.embed(batch, tta)):
+                        out[i] = e
+        finally:  # a failure (or Ctrl-C) drops the thumbnails not yet started
+            for fut in futures.values():
+                fut.cancel()
     return out
 
 
@@ -525,8 +531,9 @@ def _perturb_all(protector: Protector, todo: list[int], rows: list[ImageRow], op
         loads: dict[int, Future] = {}
         writes: list[tuple[int, Future]] = []
 
-        def drain(block: bool) -> None:
-            while writes and (block or writes[0][1].done()):
+        def drain(keep: int) -> None:
+            """Report finished jobs in order, waiting for the oldest while more than ``keep`` are in flight."""
+            while writes and (len(writes) > keep or writes[0][1].done()):
                 i, fut = writes.pop(0)
                 try:
                     fut.result()
@@ -538,7 +545,7 @@ def _perturb_all(protector: Protector, todo: list[int], rows: list[ImageRow], op
             for n, i in enumerate(todo):
                 if on_workers:
                     writes.append((i, pool.submit(_protect_one, protector, rows[i], opts)))
-                    drain(block=len(writes) >= window)
+                    drain(keep=window - 1)
                     continue
                 for j in todo[n:n + window]:
                     if j not in loads:
@@ -551,8 +558,8 @@ def _perturb_all(protector: Protector, todo: list[int], rows: list[ImageRow], op
                     _fail(rows[i], e, opts, emit)
                     continue
                 writes.append((i, pool.submit(_write, protector, photo, pixels, rows[i], opts, luma)))
-                drain(block=len(writes) > window)
-            drain(block=True)
+                drain(keep=window)
+            drain(keep=0)
         except BaseException:
             for fut in loads.values():
                 fut.cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import resources
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BackboneError
@@ -71,7 +72,20 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Module:
     if isinstance(pad, nn.ZeroPad2d) and len(set(pad.padding)) == 1:
         conv.padding = (pad.padding[0],) * 2
         conv.static_padding = nn.Identity()
+    elif isinstance(pad, nn.ZeroPad2d) and _one_more_after(pad.padding) and tuple(conv.stride) == (2, 2):
+        # Stride-2 "same" padding of p before and p + 1 after (the input sizes are even): the same as a
+        # kernel with a leading zero row and column and p + 1 on both sides, which the convolution pads
+        # itself instead of copying the whole input into a padded tensor first.
+        conv.weight = nn.Parameter(F.pad(conv.weight, (1, 0, 1, 0)), requires_grad=False)
+        conv.kernel_size = tuple(conv.weight.shape[-2:])
+        conv.padding = (pad.padding[1],) * 2
+        conv.static_padding = nn.Identity()
     return nn.Identity()
+
+
+def _one_more_after(padding: tuple[int, int, int, int]) -> bool:
+    left, right, top, bottom = padding
+    return left == top and right == bottom == left + 1
 
 
 class ConSEBackbone(Backbone):
