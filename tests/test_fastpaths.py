@@ -147,3 +147,19 @@ def test_lookup_budget_with_shifted_rows_matches_dense_budget():
         # a phase one bin off moves a value by one step only where the wave crosses a rounding threshold
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01
         assert np.abs(got.astype(int) - pixels.astype(int)).max() <= 8
+
+
+def test_ssim_equals_scikit_image():
+    metrics = pytest.importorskip("skimage.metrics")
+    from ucprotect.metrics import ssim, ssim_luma
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (130, 170, 3), dtype=np.uint8)
+    a[:, :85] = a[:, :85] // 4 + 100  # a smooth half and a noisy half
+    b = np.clip(a.astype(int) + rng.integers(-8, 9, a.shape), 0, 255).astype(np.uint8)
+    from PIL import Image
+
+    la, lb = (ssim_luma(Image.fromarray(v)) for v in (a, b))
+    expected = metrics.structural_similarity(la, lb, data_range=255, gaussian_weights=True, sigma=1.5,
+                                             use_sample_covariance=False)
+    assert ssim(a, b) == pytest.approx(expected, abs=1e-5) and ssim(a, a) == pytest.approx(1.0)
