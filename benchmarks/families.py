@@ -14,6 +14,8 @@ cycles per short side, luminance-bearing colour signs), ``plaid`` (the sign of t
 waves, one colour: full amplitude like a grating, but a 2-D pattern with two frequency vectors) and ``hier``
 (a plaid whose first wave is shared by the class's folders and whose second is the folder's own: what a
 two-level concept code would give if the folders a thief merges were known to share a coarse concept). With
+``--candidates`` each texture is the least alike among that many random candidates instead of 16 (the pool's
+size, 1000: the most spread set a greedy draw finds). With
 ``--align Q`` each folder keeps its class's shared wave with probability Q and otherwise takes another class's
 (a label-free super-grouping lines up with a thief's merges only partly; benchmarks/alignment.py); ``--super K``
 lets neighbouring classes share one wave (K shared waves for the 10 classes: ``hier:10 --super 3`` is what
@@ -103,6 +105,9 @@ def main() -> None:
     ap.add_argument("--super", type=int, default=10, help="hier: shared waves for the 10 classes (fewer: neighbouring classes share one)")
     ap.add_argument("--colour", choices=["shared", "own"], default="shared", help="hier: colour signs of the shared or the own wave's texture")
     ap.add_argument("--shared-weight", type=float, default=1.0, help="hier: weight of the shared wave in the sum (own wave: 1)")
+    ap.add_argument("--candidates", type=int, nargs="+", default=[16],
+                    help="each texture is the least alike among this many random candidates (16, as protect does among "
+                         "the nearest concepts; the pool's size: the most spread set); several values: one row each")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(DATA, 150)
@@ -115,13 +120,14 @@ def main() -> None:
     for seed in args.seeds:
         recipe = Recipe(victim="small-cnn", image_size=64, epochs=args.epochs, batch_size=64, lr=0.05, seed=seed)
         clean[seed] = max(train_victim(clean_tr, y[tr], test, y[te], 10, recipe))
-        for name in args.variants:
+        for name, candidates in ((v, c) for v in args.variants for c in args.candidates):
             t0 = time.perf_counter()
             family, n = name.split(":")
             n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1}[family]
             p = family_params(seed, 2)
             sim = likeness(p, comps)
-            keys = draw_distinct(n + (10 if family == "hier" else 0), sim, seed)
+            keys = draw_distinct(n + (10 if family == "hier" else 0), sim, seed, candidates)
+            name += f" candidates {candidates}" if candidates != 16 else ""
             class_keys, keys = (keys[:10], keys[10:]) if family == "hier" else (None, keys)
             per = n // 10
             # sub-folder of each training image: its rank within its class, dealt round-robin
