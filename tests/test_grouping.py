@@ -47,3 +47,22 @@ def test_folder_sample_is_even_and_bounded():
     idx = folder_sample(rel, 5)
     assert [rel[i].name for i in idx if rel[i].parent.name == "a"] == ["000.jpg", "025.jpg", "050.jpg", "074.jpg", "099.jpg"]
     assert rel[idx[-1]] == Path("b/x.jpg") and len(idx) == 6
+
+
+def test_all_keys_as_candidates_give_the_most_distinct_textures():
+    """With every free key a candidate, ten folders get textures further apart than among their 16 nearest
+    concepts (the default), and the folder served first still gets its nearest concept."""
+    g = create_generator(GeneratorConfig(seed=0))
+    tex = g.texture_similarity()
+    keys = torch.nn.functional.normalize(torch.randn(1000, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    groups = torch.nn.functional.normalize(torch.randn(10, 16, generator=torch.Generator().manual_seed(1)), dim=-1)
+
+    def worst_pair(chosen):
+        s = tex[chosen][:, chosen].clone()
+        s.fill_diagonal_(0)
+        return float(s.max())
+
+    spread, near = assign_distinct(groups, keys, tex, candidates=None), assign_distinct(groups, keys, tex)
+    assert len(set(spread.tolist())) == 10 and worst_pair(spread) < worst_pair(near)
+    first = int((groups @ keys.T).max(1).values.argmax())
+    assert spread[first] == int((groups[first] @ keys.T).argmax())
