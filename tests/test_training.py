@@ -27,7 +27,8 @@ def test_resume_with_other_settings_is_refused(trainer_factory, tmp_path):
 
 
 def test_paper_objective_steps_lower_its_loss(trainer_factory, tmp_path):
-    tr = trainer_factory(out=tmp_path / "p", objective="paper", batch_size=4, lr=0.1, steps=6)
+    # lr 0.03: at 0.1 Adam overshoots on these 4 images and whether 6 steps end lower depends on float noise
+    tr = trainer_factory(out=tmp_path / "p", objective="paper", batch_size=4, lr=0.03, steps=6)
     batch = tr.batch(0)
     from ucprotect.budget import epsilon_from_255
 
