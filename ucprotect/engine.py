@@ -490,25 +490,24 @@ def _load_checked(path: Path, max_pixels: int) -> tuple[imageio.Photo, np.ndarra
 
 def _rgb8(photo: imageio.Photo) -> bool:
     """Whether the photo's native pixels are its 8-bit RGB ones (then the metrics need no conversion)."""
-    return photo.colour == "rgb" and photo.max_value == 255 and (photo.image is None or photo.image.mode == "RGB")
+    return photo.colour == "rgb" and photo.max_value == 255
 
 
 def _write(protector: Protector, photo: imageio.Photo, pixels: np.ndarray, row: ImageRow, opts: ProtectOptions,
            before_luma: np.ndarray | None = None) -> ImageRow:
     image = imageio.photo_to_image(photo, pixels)
     imageio.save_photo(photo, pixels, Path(row.output), opts.format, opts.quality, opts.metadata, image=image)
-    if _rgb8(photo):  # native pixels are the RGB ones
+    if _rgb8(photo):  # native pixels are the RGB ones: no conversions
         squares, linf, count = difference_stats(photo.pixels, pixels)
         row.linf = float(linf)
+        row.ssim = ssim_of_luma(before_luma, ssim_luma(image)) if before_luma is not None else ssim(photo.pixels, pixels)
     else:
-        squares, _, count = difference_stats(photo.rgb8(), imageio.to_rgb8(photo.colour, pixels))
+        before, after = photo.rgb8(), imageio.to_rgb8(photo.colour, pixels)
+        squares, _, count = difference_stats(before, after)
+        row.ssim = ssim(before, after)
         diff = np.abs(pixels.astype(np.int32) - photo.pixels.astype(np.int32)).max()
         row.linf = float(diff) * 255.0 / photo.max_value
     row.psnr = psnr_from_stats(squares, count)
-    if before_luma is not None and _rgb8(photo):
-        row.ssim = ssim_of_luma(before_luma, ssim_luma(image))
-    else:
-        row.ssim = ssim(photo.rgb8(), imageio.to_rgb8(photo.colour, pixels))
     row.input_sha256 = sha256_file(photo.path)
     row.output_sha256 = sha256_file(Path(row.output))
     row.status = "done"

@@ -171,7 +171,8 @@ def load_photo(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, keep_image: boo
     elif mode == "RGB":
         colour, pixels = "rgb", np.asarray(img)
     else:  # YCbCr, LAB, HSV, RGBX, F, ...: our output is RGB
-        colour, pixels, mode = "rgb", np.asarray(img.convert("RGB")), "RGB"
+        img = img.convert("RGB")
+        colour, pixels, mode = "rgb", np.asarray(img), "RGB"
     return Photo(
         path=path,
         format=fmt,
