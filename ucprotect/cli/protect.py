@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..engine import ImageRow, ProtectOptions, Protector, parse_shard, protect_folder
+from ..engine import ImageRow, ProtectOptions, Protector, default_workers, parse_shard, protect_folder
 from ..imageio import DEFAULT_MAX_PIXELS
 from ._errors import exit_code_for, handle_errors
 from ._options import BatchOpt, DeviceOpt, EpsilonOpt, ReportOpt, WeightsOpt
@@ -35,7 +35,7 @@ def protect(
     metadata: Annotated[str, typer.Option(help="safe (drop GPS and thumbnail), keep, or strip.")] = "safe",
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 16,
-    workers: Annotated[int, typer.Option(help="Decode/encode threads.")] = 2,
+    workers: Annotated[Optional[int], typer.Option(help="Threads that decode, embed (on CPU) and encode (default: one per core, at most 8).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Redo outputs that already exist.")] = False,
     dry_run: Annotated[bool, typer.Option(help="List what would be done; write nothing.")] = False,
     shard: Annotated[Optional[str], typer.Option(help="K/N: process the K-th of N deterministic parts.")] = None,
@@ -51,7 +51,7 @@ def protect(
     options = ProtectOptions(format=format, quality=quality, metadata=metadata, overwrite=overwrite, dry_run=dry_run,
                              shard=parse_shard(shard) if shard else None, group_by=group_by, clusters=clusters,
                              super_groups=super_groups,
-                             max_pixels=max_pixels, fail_fast=fail_fast, batch_size=batch_size, workers=workers,
+                             max_pixels=max_pixels, fail_fast=fail_fast, batch_size=batch_size, workers=workers or default_workers(),
                              keys_file=keys, keys_only=keys_only)
     protector = None if dry_run else Protector.from_file(weights, device=device, epsilon=epsilon, tta=tta)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
