@@ -67,3 +67,17 @@ def test_keys_file_message_and_summary(tmp_path, weights_file):
     keys.write_text("garbage")
     r = runner.invoke(app, args + ["--overwrite"])
     assert r.exit_code == 1 and "keys.json" in r.output and "unreadable keys file" in r.output and "Traceback" not in r.output
+
+
+def test_help_does_not_load_torch():
+    """`ucprotect --help` and the package import stay light: torch loads when a command runs (seconds on
+    a small machine), and the lazy API still resolves."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ucprotect, ucprotect.cli; assert 'torch' not in sys.modules, 'torch imported'; "
+            "ucprotect.cli.app(['--help'], standalone_mode=False); assert 'torch' not in sys.modules; "
+            "from ucprotect import Protector, protect_folder; assert 'torch' in sys.modules")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "protect" in out.stdout and "verify" in out.stdout

@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..engine import ImageRow, ProtectOptions, Protector, default_workers, parse_shard, protect_folder
 from ..imageio import DEFAULT_MAX_PIXELS
 from ._errors import exit_code_for, handle_errors
 from ._options import BatchOpt, DeviceOpt, EpsilonOpt, ReportOpt, WeightsOpt
@@ -47,6 +46,7 @@ def protect(
     tta: Annotated[bool, typer.Option(help="Average each photo's concept embedding over a mirrored copy (cluster and none grouping; a folder's mean needs none).")] = True,
 ):
     """Protect photos: add the generator's imperceptible perturbation at native resolution."""
+    from ..engine import ImageRow, ProtectOptions, Protector, default_workers, parse_shard, protect_folder  # torch: not for --help
     console = Console(stderr=True)
     options = ProtectOptions(format=format, quality=quality, metadata=metadata, overwrite=overwrite, dry_run=dry_run,
                              shard=parse_shard(shard) if shard else None, group_by=group_by, clusters=clusters,

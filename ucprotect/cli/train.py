@@ -8,7 +8,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..training import TrainConfig, Trainer
 from ._errors import handle_errors
 from ._options import BatchOpt, DeviceOpt, EpsilonOpt, SeedOpt
 
@@ -39,6 +38,7 @@ def train(
     device: DeviceOpt = "auto",
 ):
     """Train the universal generator; --export writes the weights file that 'protect' loads."""
+    from ..training import TrainConfig, Trainer  # torch: imported when a command runs, not for --help
     console = Console(stderr=True)
     config = TrainConfig(backbone=backbone, arch=arch, objective=objective, steps=steps, batch_size=batch_size, lr=lr,
                          epsilon=epsilon, image_size=image_size, coarse_groups=coarse_groups, seed=seed,

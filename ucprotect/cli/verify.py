@@ -3,16 +3,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..engine import ProtectOptions, Protector, protect_folder
-from ..verify import PRESETS, parse_defenses, verify_dataset, write_report_files
 from ._errors import handle_errors
 from ._options import BatchOpt, DeviceOpt, EpsilonOpt, ReportOpt, SeedOpt, WeightsOpt
+
+if TYPE_CHECKING:
+    from ..engine import Protector
 
 EPILOG = """Examples:\n\n
   ucprotect verify ./dataset --quick\n\n
@@ -22,6 +23,7 @@ EPILOG = """Examples:\n\n
 
 def make_protect_fn(protector: Protector, group_by: str, super_groups: int = 0):
     """Protect the train split as a user would: a copy of the class-folder tree through protect_folder."""
+    from ..engine import ProtectOptions, protect_folder
 
     def protect_fn(paths: list[Path], out_dir: Path) -> dict[Path, Path]:
         import os
@@ -67,6 +69,8 @@ def verify(
     plot: Annotated[Optional[Path], typer.Option(help="Write accuracy curves and a sample strip to this PNG.")] = None,
 ):
     """Train a victim on clean and on protected copies; report accuracy on clean test images."""
+    from ..engine import Protector  # torch: imported when a command runs, not for --help
+    from ..verify import PRESETS, parse_defenses, verify_dataset, write_report_files
     console = Console(stderr=True)
     recipe = PRESETS["paper" if paper else "quick" if quick else "standard"]
     overrides = dict(victim=victim, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
