@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from families import draw_distinct, family_params, likeness, render  # noqa: E402
 from ucprotect.verify import Recipe, stratified_split, train_victim  # noqa: E402
-from variants import DATA, EPS, downsample, load  # noqa: E402
+from variants import DATA, downsample, load  # noqa: E402
 
 
 def main() -> None:
@@ -35,6 +35,8 @@ def main() -> None:
     ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--candidates", type=int, default=16, help="each texture the least alike among this many (1000: all)")
+    ap.add_argument("--epsilon", type=float, default=8, help="L-inf budget in 0-255 units (8 as shipped; more only as a diagnostic)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(DATA, 150)
@@ -50,15 +52,17 @@ def main() -> None:
             n, comps = int(n), {"grating": 1, "plaid": 2}[family]
             p = family_params(seed, 2)
             sim = likeness(p, comps)
-            keys = draw_distinct(n, sim, seed, 16)
+            keys = draw_distinct(n, sim, seed, args.candidates)
             s = sim[keys][:, keys].clone()
             s.fill_diagonal_(0)
             g = torch.Generator().manual_seed(3000 + seed)
             label = torch.randperm(len(x), generator=g) % n  # balanced, unrelated to the content
             texture = torch.cat([render(p, keys[label[i:i + 100]], comps, 224, 224) for i in range(0, len(x), 100)])
-            prot8 = ((x.float() / 255 + texture * EPS).clamp(0, 1) * 255).round().byte()
+            prot8 = ((x.float() / 255 + texture * (args.epsilon / 255)).clamp(0, 1) * 255).round().byte()
             small = downsample(prot8, 64, "pil")
             curve = train_victim(small[tr], label[tr], small[te], label[te], n, recipe)
+            name += "".join(f" {k} {v:g}" for k, v, default in (("candidates", args.candidates, 16), ("epsilon", args.epsilon, 8))
+                            if v != default)
             print(f"| {name} | {seed} | {float(s.max()):.2f} | {int((s > 0.5).sum()) // 2} | {1 / n:.2f} | {max(curve):.3f} | "
                   f"{' '.join(f'{a:.2f}' for a in curve)} | <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
 
