@@ -29,18 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ucprotect.concepts import ConceptSet  # noqa: E402
 from ucprotect.engine import Protector  # noqa: E402
-from variants import CACHE, DATA, load  # noqa: E402
-
-
-def embeddings(p: Protector, x: torch.Tensor) -> torch.Tensor:
-    """Each image's concept embedding as `protect --group-by none` computes it (mirror TTA), cached."""
-    from PIL import Image
-
-    f = CACHE / f"emb_{len(x)}.pt"
-    if not f.exists():
-        embs = [p.embed([Image.fromarray(a.permute(1, 2, 0).numpy()) for a in x[i:i + 32]]) for i in range(0, len(x), 32)]
-        torch.save(torch.cat(embs), f)
-    return torch.load(f)
+from variants import DATA, concept_embeddings, load  # noqa: E402
 
 
 def commonest(groups: torch.Tensor, y: torch.Tensor) -> list[int]:
@@ -60,7 +49,7 @@ def main() -> None:
     p = Protector.from_file(None, device="cpu")
     d = load(DATA, 150)
     y = d["y"]
-    emb = embeddings(p, d["x"])
+    emb = concept_embeddings(p, d["x"])
     sim = emb @ p.key_embeddings.T
     nearest = sim.argmax(1)
     concepts = ConceptSet([str(i) for i in range(len(p.key_embeddings))], p.key_embeddings)

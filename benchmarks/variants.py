@@ -89,19 +89,24 @@ def gratings(keys: torch.Tensor, h: int, w: int, lo: float = 4, hi: float = 12, 
     return wave[:, None] * col[keys][:, :, None, None]
 
 
-def concept_keys(d: dict, n_groups: int | None) -> torch.Tensor:
-    """Each image's own key as `protect --group-by none` picks it (fine: nearest of 1000 concepts)."""
+def concept_embeddings(p, x: torch.Tensor) -> torch.Tensor:
+    """Each image's concept embedding as `protect --group-by none` computes it (mirror TTA), cached."""
     from PIL import Image
 
+    f = CACHE / f"emb_{len(x)}.pt"
+    if not f.exists():
+        embs = [p.embed([Image.fromarray(a.permute(1, 2, 0).numpy()) for a in x[i:i + 32]]) for i in range(0, len(x), 32)]
+        torch.save(torch.cat(embs), f)
+    return torch.load(f)
+
+
+def concept_keys(d: dict, n_groups: int | None) -> torch.Tensor:
+    """Each image's own key as `protect --group-by none` picks it (fine: nearest of 1000 concepts)."""
     from ucprotect.concepts import ConceptSet
     from ucprotect.engine import Protector
 
     p = Protector.from_file(None, device="cpu")
-    f = CACHE / f"emb_{len(d['x'])}.pt"
-    if not f.exists():
-        embs = [p.embed([Image.fromarray(a.permute(1, 2, 0).numpy()) for a in d["x"][i:i + 32]]) for i in range(0, len(d["x"]), 32)]
-        torch.save(torch.cat(embs), f)
-    nearest = (torch.load(f) @ p.key_embeddings.T).argmax(1)
+    nearest = (concept_embeddings(p, d["x"]) @ p.key_embeddings.T).argmax(1)
     if n_groups is None:
         return nearest
     return ConceptSet([str(i) for i in range(len(p.key_embeddings))], p.key_embeddings).coarse_groups(n_groups)[nearest]

@@ -46,8 +46,4 @@ def __dir__() -> list[str]:
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Protector", "ProtectOptions", "ProtectResult", "protect_folder", "UcprotectError", "GeneratorConfig",
-    "create_generator", "list_generators", "create_backbone", "list_backbones", "register_backbone",
-    "create_objective", "list_objectives", "load_weights", "save_weights", "default_weights_path",
-]
+__all__ = list(_API)

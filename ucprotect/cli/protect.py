@@ -46,7 +46,7 @@ def protect(
     tta: Annotated[bool, typer.Option(help="Average each photo's concept embedding over a mirrored copy (cluster and none grouping; a folder's mean needs none).")] = True,
 ):
     """Protect photos: add the generator's imperceptible perturbation at native resolution."""
-    from ..engine import ImageRow, ProtectOptions, Protector, default_workers, parse_shard, protect_folder  # torch: not for --help
+    from ..engine import ImageRow, ProtectOptions, Protector, default_workers, parse_shard, protect_folder  # torch: at run time, not for --help
     console = Console(stderr=True)
     options = ProtectOptions(format=format, quality=quality, metadata=metadata, overwrite=overwrite, dry_run=dry_run,
                              shard=parse_shard(shard) if shard else None, group_by=group_by, clusters=clusters,

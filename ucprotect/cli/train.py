@@ -38,7 +38,7 @@ def train(
     device: DeviceOpt = "auto",
 ):
     """Train the universal generator; --export writes the weights file that 'protect' loads."""
-    from ..training import TrainConfig, Trainer  # torch: imported when a command runs, not for --help
+    from ..training import TrainConfig, Trainer  # torch: at run time, not for --help
     console = Console(stderr=True)
     config = TrainConfig(backbone=backbone, arch=arch, objective=objective, steps=steps, batch_size=batch_size, lr=lr,
                          epsilon=epsilon, image_size=image_size, coarse_groups=coarse_groups, seed=seed,

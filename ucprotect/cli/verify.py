@@ -69,7 +69,7 @@ def verify(
     plot: Annotated[Optional[Path], typer.Option(help="Write accuracy curves and a sample strip to this PNG.")] = None,
 ):
     """Train a victim on clean and on protected copies; report accuracy on clean test images."""
-    from ..engine import Protector  # torch: imported when a command runs, not for --help
+    from ..engine import Protector  # torch: at run time, not for --help
     from ..verify import PRESETS, parse_defenses, verify_dataset, write_report_files
     console = Console(stderr=True)
     recipe = PRESETS["paper" if paper else "quick" if quick else "standard"]
