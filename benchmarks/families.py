@@ -15,7 +15,8 @@ waves, one colour: full amplitude like a grating, but a 2-D pattern with two fre
 (a plaid whose first wave is shared by the class's folders and whose second is the folder's own: what a
 two-level concept code would give if the folders a thief merges were known to share a coarse concept). With
 ``--candidates`` each texture is the least alike among that many random candidates instead of 16 (the pool's
-size, 1000: the most spread set a greedy draw finds). With
+size, 1000: the most spread set a greedy draw finds); ``--cycles LO HI`` sets the gratings' frequency range
+(cycles per short side; 8-16 as shipped). With
 ``--align Q`` each folder keeps its class's shared wave with probability Q and otherwise takes another class's
 (a label-free super-grouping lines up with a thief's merges only partly; benchmarks/alignment.py); ``--super K``
 lets neighbouring classes share one wave (K shared waves for the 10 classes: ``hier:10 --super 3`` is what
@@ -44,19 +45,24 @@ from variants import DATA, EPS, downsample, load  # noqa: E402
 POOL = 1000  # textures in a family, as many as concept keys
 
 
-def family_params(seed: int = 0, components: int = 2) -> dict:
-    """POOL textures: per component a frequency (8-16 cycles), an angle; per texture a colour and phases."""
+def family_params(seed: int = 0, components: int = 2, cycles: tuple[float, float] = (8, 16)) -> dict:
+    """POOL textures: per component a frequency (``cycles`` per short side, 8-16 as shipped), an angle; per
+    texture a colour and phases."""
     g = torch.Generator().manual_seed(seed)
     signs = torch.tensor(LUMA_SIGNS, dtype=torch.float32)
-    return {"cyc": 8 + 8 * torch.rand(POOL, components, generator=g), "ang": torch.rand(POOL, components, generator=g) * math.pi,
+    lo, hi = cycles
+    return {"cyc": lo + (hi - lo) * torch.rand(POOL, components, generator=g), "ang": torch.rand(POOL, components, generator=g) * math.pi,
             "phase": torch.rand(POOL, components, generator=g) * 2 * math.pi,
             "colour": signs[torch.randint(len(signs), (POOL,), generator=g)] * (torch.randint(0, 2, (POOL, 1), generator=g) * 2 - 1)}
 
 
-def likeness(p: dict, components: int) -> torch.Tensor:
+def likeness(p: dict, components: int, per_channel: bool = False) -> torch.Tensor:
     """POOL x POOL likeness under shifts and flips (as ConceptTextureGenerator.texture_similarity, mirror on).
-    A plaid looks like another only if each of its components matches one of the other's."""
+    A plaid looks like another only if each of its components matches one of the other's; a per-channel
+    texture (``rgb``) is as alike as its channels' gratings on average."""
     freq = grating_frequency_likeness(p["cyc"][:, :components], p["ang"][:, :components])  # K x K x J x J
+    if per_channel:
+        return freq.diagonal(dim1=2, dim2=3).mean(-1)
     col = torch.nn.functional.normalize(p["colour"], dim=-1)
     colour = (col @ col.T).abs()
     # mirror images must match as a whole; a per-component max is a fair, slightly lenient approximation
@@ -83,9 +89,38 @@ def sines(p: dict, keys: torch.Tensor, components: int, h: int, w: int) -> torch
     return torch.sin(2 * math.pi * cyc * (torch.sin(ang) * ys + torch.cos(ang) * xs) + ph)
 
 
-def render(p: dict, keys: torch.Tensor, components: int, h: int, w: int) -> torch.Tensor:
+def render(p: dict, keys: torch.Tensor, components: int, h: int, w: int, per_channel: bool = False) -> torch.Tensor:
+    """Square waves in [-1, 1] (B x 3 x H x W): the sign of the sum of the components' sines in the key's colour
+    signs, or with ``per_channel`` (3 components) each colour channel its own full-amplitude grating."""
+    if per_channel:
+        return torch.sign(sines(p, keys, 3, h, w))
     wave = torch.sign(sines(p, keys, components, h, w).sum(1))
     return wave[:, None] * p["colour"][keys][:, :, None, None]
+
+
+def tile_params(seed: int = 0, cells: int = 4, tiles: tuple[float, float] = (4, 8), luma: bool = False) -> dict:
+    """POOL tiled textures: each a random cells x cells pattern of +-1 per channel (``luma``: one +-1 pattern
+    in a luminance-bearing colour, as gratings), repeated ``tiles`` times per short side (uniform in the
+    range), at a random offset: a periodic texture (so it survives crops) with far more members than gratings."""
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = tiles
+    p = {"m": lo + (hi - lo) * torch.rand(POOL, generator=g), "off": torch.rand(POOL, 2, generator=g),
+         "cells": torch.randint(0, 2, (POOL, 3, cells, cells), generator=g).float() * 2 - 1}
+    if luma:
+        signs = torch.tensor(LUMA_SIGNS, dtype=torch.float32)
+        colour = signs[torch.randint(len(signs), (POOL,), generator=g)]
+        p["cells"] = p["cells"][:, :1] * colour[:, :, None, None]
+    return p
+
+
+def render_tiles(p: dict, keys: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The tiled textures of ``keys`` on an h x w image (B x 3 x H x W, values +-1, nearest-cell edges)."""
+    s, c = min(h, w), p["cells"].shape[-1]
+    m, off, cells = p["m"][keys, None], p["off"][keys], p["cells"][keys]
+    iy = (torch.frac((torch.arange(h) + 0.5) / s * m + off[:, :1]) * c).long().clamp(max=c - 1)  # B x H
+    ix = (torch.frac((torch.arange(w) + 0.5) / s * m + off[:, 1:]) * c).long().clamp(max=c - 1)  # B x W
+    b = torch.arange(len(keys))[:, None, None]
+    return cells.permute(0, 2, 3, 1)[b, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2)
 
 
 def render_hier(p: dict, class_keys: torch.Tensor, folder_keys: torch.Tensor, h: int, w: int, weight: float = 1.0,
@@ -108,6 +143,8 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, nargs="+", default=[16],
                     help="each texture is the least alike among this many random candidates (16, as protect does among "
                          "the nearest concepts; the pool's size: the most spread set); several values: one row each")
+    ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
+                    help="grating frequencies, cycles per short side (8 16 as shipped)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(DATA, 150)
@@ -124,10 +161,11 @@ def main() -> None:
             t0 = time.perf_counter()
             family, n = name.split(":")
             n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1}[family]
-            p = family_params(seed, 2)
+            p = family_params(seed, 2, tuple(args.cycles))
             sim = likeness(p, comps)
             keys = draw_distinct(n + (10 if family == "hier" else 0), sim, seed, candidates)
             name += f" candidates {candidates}" if candidates != 16 else ""
+            name += f" cycles {args.cycles[0]:g}-{args.cycles[1]:g}" if args.cycles != [8, 16] else ""
             class_keys, keys = (keys[:10], keys[10:]) if family == "hier" else (None, keys)
             per = n // 10
             # sub-folder of each training image: its rank within its class, dealt round-robin

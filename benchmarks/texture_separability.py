@@ -9,8 +9,12 @@ images (150 per class, split 1,200 / 300 as ``families.py``) gets a texture labe
 bicubic to 64 px, and the small CNN (random crop + flip, 20 epochs) learns the texture labels; test images
 carry their own labels' textures. Peak test accuracy against chance 1/N says how separable N textures of a
 family are under natural-image clutter and the victim's augmentation. Families as in ``families.py``:
-``grating`` (one square wave, the shipped construction) and ``plaid`` (sign of the sum of two sine waves:
-what a pair of keys would draw with the two-level lookup), each set drawn least-alike among 16 candidates.
+``grating`` (one square wave, the shipped construction; ``--cycles`` sets its frequency range), ``plaid``
+(sign of the sum of two sine waves: what a pair of keys would draw with the two-level lookup) and ``rgb``
+(each colour channel its own full-amplitude square-wave grating: three frequency vectors), each set drawn
+least-alike among 16 candidates; ``tile`` (a random ``--cells`` x ``--cells`` pattern of +-1 per channel,
+repeated ``--tiles`` times per short side: a periodic texture with far more distinct members than gratings)
+and ``ltile`` (the same with one +-1 pattern in a luminance-bearing colour), drawn at random.
 """
 from __future__ import annotations
 
@@ -25,17 +29,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from families import draw_distinct, family_params, likeness, render  # noqa: E402
+from families import POOL, draw_distinct, family_params, likeness, render, render_tiles, tile_params  # noqa: E402
 from ucprotect.verify import Recipe, stratified_split, train_victim  # noqa: E402
 from variants import DATA, downsample, load  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid")
+    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, rgb, tile, ltile")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--candidates", type=int, default=16, help="each texture the least alike among this many (1000: all)")
+    ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
+                    help="grating frequencies, cycles per short side (8 16 as shipped)")
+    ap.add_argument("--cells", type=int, default=4, help="tile: cells per tile side")
+    ap.add_argument("--tiles", type=float, nargs=2, default=[4, 8], metavar=("LO", "HI"), help="tile: tiles per short side")
     ap.add_argument("--epsilon", type=float, default=8, help="L-inf budget in 0-255 units (8 as shipped; more only as a diagnostic)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -49,19 +57,27 @@ def main() -> None:
         for name in args.variants:
             t0 = time.perf_counter()
             family, n = name.split(":")
-            n, comps = int(n), {"grating": 1, "plaid": 2}[family]
-            p = family_params(seed, 2)
-            sim = likeness(p, comps)
+            n, comps = int(n), {"grating": 1, "plaid": 2, "rgb": 3, "tile": 0, "ltile": 0}[family]
+            rgb, tiled = family == "rgb", family in ("tile", "ltile")
+            if tiled:  # random +-1 cells: all but never alike, drawn at random (likeness 0)
+                p, sim = tile_params(seed, args.cells, tuple(args.tiles), family == "ltile"), torch.zeros(POOL, POOL)
+            else:
+                p = family_params(seed, 3 if rgb else 2, tuple(args.cycles))
+                sim = likeness(p, comps, per_channel=rgb)
             keys = draw_distinct(n, sim, seed, args.candidates)
             s = sim[keys][:, keys].clone()
             s.fill_diagonal_(0)
             g = torch.Generator().manual_seed(3000 + seed)
             label = torch.randperm(len(x), generator=g) % n  # balanced, unrelated to the content
-            texture = torch.cat([render(p, keys[label[i:i + 100]], comps, 224, 224) for i in range(0, len(x), 100)])
+            texture = torch.cat([render_tiles(p, keys[label[i:i + 100]], 224, 224) if tiled else render(p, keys[label[i:i + 100]], comps, 224, 224, rgb)
+                                 for i in range(0, len(x), 100)])
             prot8 = ((x.float() / 255 + texture * (args.epsilon / 255)).clamp(0, 1) * 255).round().byte()
             small = downsample(prot8, 64, "pil")
             curve = train_victim(small[tr], label[tr], small[te], label[te], n, recipe)
-            name += "".join(f" {k} {v:g}" for k, v, default in (("candidates", args.candidates, 16), ("epsilon", args.epsilon, 8))
+            name += "".join(f" {k} {v}" for k, v, default in (("candidates", args.candidates, 16), ("epsilon", f"{args.epsilon:g}", "8"),
+                                                                   ("cycles", "-".join(f"{c:g}" for c in args.cycles), "8-16"),
+                                                                   ("cells", args.cells if tiled else 4, 4),
+                                                                   ("tiles", "-".join(f"{c:g}" for c in args.tiles) if tiled else "4-8", "4-8"))
                             if v != default)
             print(f"| {name} | {seed} | {float(s.max()):.2f} | {int((s > 0.5).sum()) // 2} | {1 / n:.2f} | {max(curve):.3f} | "
                   f"{' '.join(f'{a:.2f}' for a in curve)} | <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
