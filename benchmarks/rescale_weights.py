@@ -1,0 +1,46 @@
+"""A weights file equal to another but for the gratings' frequency band (the candidate rows of RESULTS.md).
+
+    python benchmarks/rescale_weights.py 12 24 /tmp/w1224.safetensors [--weights weights/ucprotect-conse-v1.safetensors]
+
+Every key keeps its texture's orientation, phase and colour signs and its place within the band (the
+frequency logits are unchanged); only ``min_cycles``/``max_cycles`` change. A band that is the shipped one
+times a factor (12-24 = 8-16 x 1.5) scales every frequency alike, and the texture likeness is scale-free,
+so collections draw exactly the keys they draw with the source file: what differs is the band alone.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ucprotect.generator import create_generator  # noqa: E402
+from ucprotect.weights import load_weights, save_weights  # noqa: E402
+
+# metadata that save_weights writes itself
+OWN_METADATA = ("format", "format_version", "generator_config", "backbone", "concept_names")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("min_cycles", type=float)
+    ap.add_argument("max_cycles", type=float)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--weights", type=Path, default=None, help="source file (default: the shipped weights)")
+    args = ap.parse_args()
+    src = load_weights(args.weights)
+    generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles))
+    generator.load_state_dict(src.generator.state_dict())
+    meta = {k: v for k, v in src.metadata.items() if k not in OWN_METADATA}
+    save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, meta)
+    before, after = src.generator.texture_similarity(), generator.texture_similarity()
+    cycles = generator.cycles().detach()
+    print(f"{args.out}: {float(cycles.min()):.2f}-{float(cycles.max()):.2f} cycles; "
+          f"largest change in texture likeness {float((before - after).abs().max()):.1e}")
+
+
+if __name__ == "__main__":
+    main()
