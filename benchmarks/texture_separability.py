@@ -22,6 +22,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -32,6 +33,28 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from families import POOL, draw_distinct, family_params, likeness, render, render_tiles, tile_params  # noqa: E402
 from ucprotect.verify import Recipe, stratified_split, train_victim  # noqa: E402
 from variants import DATA, downsample, load  # noqa: E402
+
+
+def textures(family: str, seed: int, args: argparse.Namespace) -> tuple[torch.Tensor, Callable]:
+    """A family's POOL x POOL likeness and its renderer ``draw(keys, h, w)``."""
+    if family in ("tile", "ltile"):  # random +-1 cells: all but never alike, drawn at random (likeness 0)
+        p = tile_params(seed, args.cells, tuple(args.tiles), family == "ltile")
+        return torch.zeros(POOL, POOL), lambda keys, h, w: render_tiles(p, keys, h, w)
+    comps, rgb = {"grating": 1, "plaid": 2, "rgb": 3}[family], family == "rgb"
+    p = family_params(seed, 3 if rgb else 2, tuple(args.cycles))
+    return likeness(p, comps, per_channel=rgb), lambda keys, h, w: render(p, keys, comps, h, w, rgb)
+
+
+def settings(family: str, args: argparse.Namespace) -> str:
+    """The options that differ from the defaults, for the row's label."""
+    out = [f" candidates {args.candidates}"] if args.candidates != 16 else []
+    out += [f" epsilon {args.epsilon:g}"] if args.epsilon != 8 else []
+    if family in ("tile", "ltile"):
+        out += [f" cells {args.cells}"] if args.cells != 4 else []
+        out += [f" tiles {args.tiles[0]:g}-{args.tiles[1]:g}"] if args.tiles != [4, 8] else []
+    else:
+        out += [f" cycles {args.cycles[0]:g}-{args.cycles[1]:g}"] if args.cycles != [8, 16] else []
+    return "".join(out)
 
 
 def main() -> None:
@@ -57,28 +80,18 @@ def main() -> None:
         for name in args.variants:
             t0 = time.perf_counter()
             family, n = name.split(":")
-            n, comps = int(n), {"grating": 1, "plaid": 2, "rgb": 3, "tile": 0, "ltile": 0}[family]
-            rgb, tiled = family == "rgb", family in ("tile", "ltile")
-            if tiled:  # random +-1 cells: all but never alike, drawn at random (likeness 0)
-                p, sim = tile_params(seed, args.cells, tuple(args.tiles), family == "ltile"), torch.zeros(POOL, POOL)
-            else:
-                p = family_params(seed, 3 if rgb else 2, tuple(args.cycles))
-                sim = likeness(p, comps, per_channel=rgb)
+            n = int(n)
+            sim, draw = textures(family, seed, args)
             keys = draw_distinct(n, sim, seed, args.candidates)
             s = sim[keys][:, keys].clone()
             s.fill_diagonal_(0)
             g = torch.Generator().manual_seed(3000 + seed)
             label = torch.randperm(len(x), generator=g) % n  # balanced, unrelated to the content
-            texture = torch.cat([render_tiles(p, keys[label[i:i + 100]], 224, 224) if tiled else render(p, keys[label[i:i + 100]], comps, 224, 224, rgb)
-                                 for i in range(0, len(x), 100)])
+            texture = torch.cat([draw(keys[label[i:i + 100]], 224, 224) for i in range(0, len(x), 100)])
             prot8 = ((x.float() / 255 + texture * (args.epsilon / 255)).clamp(0, 1) * 255).round().byte()
             small = downsample(prot8, 64, "pil")
             curve = train_victim(small[tr], label[tr], small[te], label[te], n, recipe)
-            name += "".join(f" {k} {v}" for k, v, default in (("candidates", args.candidates, 16), ("epsilon", f"{args.epsilon:g}", "8"),
-                                                                   ("cycles", "-".join(f"{c:g}" for c in args.cycles), "8-16"),
-                                                                   ("cells", args.cells if tiled else 4, 4),
-                                                                   ("tiles", "-".join(f"{c:g}" for c in args.tiles) if tiled else "4-8", "4-8"))
-                            if v != default)
+            name += settings(family, args)
             print(f"| {name} | {seed} | {float(s.max()):.2f} | {int((s > 0.5).sum()) // 2} | {1 / n:.2f} | {max(curve):.3f} | "
                   f"{' '.join(f'{a:.2f}' for a in curve)} | <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
 
