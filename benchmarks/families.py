@@ -9,14 +9,14 @@ so 100 folders cannot all differ. Each variant ``FAMILY:N`` splits the 10 classe
 sub-folder (the least alike among 16 random candidates, as grouping.assign_distinct does among the 16
 nearest concepts), adds it within L-inf 8/255 at 224 px, downsamples to 64 px with Pillow bicubic and trains
 the small CNN (20 epochs) on the 10 class labels: a thief's classes that each hold several folders, as
-caltech101 under ``clusters:20``. Families: ``grating`` (the shipped construction: one square wave, 8-16
+caltech101 under ``clusters:20``. Families: ``grating`` (the construction shipped in v1: one square wave, 8-16
 cycles per short side, luminance-bearing colour signs), ``plaid`` (the sign of the sum of two such sine
 waves, one colour: full amplitude like a grating, but a 2-D pattern with two frequency vectors) and ``hier``
 (a plaid whose first wave is shared by the class's folders and whose second is the folder's own: what a
 two-level concept code would give if the folders a thief merges were known to share a coarse concept). With
 ``--candidates`` each texture is the least alike among that many random candidates instead of 16 (the pool's
 size, 1000: the most spread set a greedy draw finds); ``--cycles LO HI`` sets the gratings' frequency range
-(cycles per short side; 8-16 as shipped). With
+(cycles per short side; 8-16 by default, v1's band). With
 ``--align Q`` each folder keeps its class's shared wave with probability Q and otherwise takes another class's
 (a label-free super-grouping lines up with a thief's merges only partly; benchmarks/alignment.py); ``--super K``
 lets neighbouring classes share one wave (K shared waves for the 10 classes: ``hier:10 --super 3`` is what
@@ -46,7 +46,7 @@ POOL = 1000  # textures in a family, as many as concept keys
 
 
 def family_params(seed: int = 0, components: int = 2, cycles: tuple[float, float] = (8, 16)) -> dict:
-    """POOL textures: per component a frequency (``cycles`` per short side, 8-16 as shipped), an angle; per
+    """POOL textures: per component a frequency (``cycles`` per short side, default 8-16), an angle; per
     texture a colour and phases."""
     g = torch.Generator().manual_seed(seed)
     signs = torch.tensor(LUMA_SIGNS, dtype=torch.float32)
@@ -144,7 +144,7 @@ def main() -> None:
                     help="each texture is the least alike among this many random candidates (16, as protect does among "
                          "the nearest concepts; the pool's size: the most spread set); several values: one row each")
     ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
-                    help="grating frequencies, cycles per short side (8 16 as shipped)")
+                    help="grating frequencies, cycles per short side (default: v1's 8 16; v2 ships 12 24)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(DATA, 150)

@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--candidates", type=int, default=16, help="each texture the least alike among this many (1000: all)")
     ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
-                    help="grating frequencies, cycles per short side (8 16 as shipped)")
+                    help="grating frequencies, cycles per short side (default: v1's 8 16; v2 ships 12 24)")
     ap.add_argument("--cells", type=int, default=4, help="tile: cells per tile side")
     ap.add_argument("--tiles", type=float, nargs=2, default=[4, 8], metavar=("LO", "HI"), help="tile: tiles per short side")
     ap.add_argument("--epsilon", type=float, default=8, help="L-inf budget in 0-255 units (8 as shipped; more only as a diagnostic)")

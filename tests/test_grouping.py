@@ -18,7 +18,7 @@ def test_groups_get_distinct_keys_with_unlike_textures():
 def test_texture_similarity_sees_frequency_orientation_and_colour():
     g = create_generator(GeneratorConfig(num_keys=4, embed_dim=8))
     with torch.no_grad():
-        g.freq.copy_(torch.zeros(4, 1))  # all 8 cycles
+        g.freq.copy_(torch.zeros(4, 1))  # all at the middle of the band
         g.angle.copy_(torch.tensor([[0.0], [0.0], [0.0], [1.2]]))
         g.colour.copy_(torch.tensor([[[3.0, 3, 3]], [[-3.0, -3, -3]], [[3.0, 3, -3]], [[3.0, 3, 3]]]))
     s = g.texture_similarity()

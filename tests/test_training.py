@@ -26,22 +26,37 @@ def test_resume_with_other_settings_is_refused(trainer_factory, tmp_path):
         b.load_checkpoint(tmp_path / "a" / "checkpoint.pt")
 
 
+def test_band_reaches_weights_and_pre_band_checkpoint_is_refused(trainer_factory, tmp_path):
+    a = trainer_factory(out=tmp_path / "a", min_cycles=6.0, max_cycles=9.0)
+    cycles = a.generator.cycles().detach()
+    assert 6.0 <= float(cycles.min()) and float(cycles.max()) <= 9.0
+    assert load_weights(a.export(tmp_path / "a.safetensors")).config.min_cycles == 6.0
+    a.save_checkpoint()
+    state = torch.load(a.checkpoint_path(), weights_only=False)
+    for k in ("min_cycles", "max_cycles"):  # as written before the band was a setting (8-16 then)
+        del state["config"][k]
+    torch.save(state, a.checkpoint_path())
+    with pytest.raises(ConfigError, match="min_cycles"):
+        trainer_factory(out=tmp_path / "b").load_checkpoint(a.checkpoint_path())
+
+
 def test_paper_objective_steps_lower_its_loss(trainer_factory, tmp_path):
-    # lr 0.03: at 0.1 Adam overshoots on these 4 images and whether 6 steps end lower depends on float noise
-    tr = trainer_factory(out=tmp_path / "p", objective="paper", batch_size=4, lr=0.03, steps=6)
+    # the paper's generator (resnet): the concept-texture one has only a grating's frequency, angle, phase and
+    # colour per key, and its paper loss stays flat within float noise over a few steps
+    tr = trainer_factory(out=tmp_path / "p", objective="paper", arch="resnet", batch_size=4, lr=0.003, steps=3)
     batch = tr.batch(0)
     from ucprotect.budget import epsilon_from_255
 
     with torch.no_grad():
         before = float(tr.objective.loss(tr.generator, batch, epsilon_from_255(8))[0])
-    for _ in range(6):  # the same handful of images each step
+    for _ in range(3):  # the same handful of images each step
         loss, _ = tr.objective.loss(tr.generator, batch, epsilon_from_255(8))
         tr.optimizer.zero_grad()
         loss.backward()
         tr.optimizer.step()
     with torch.no_grad():
         after = float(tr.objective.loss(tr.generator, batch, epsilon_from_255(8))[0])
-    assert after < before
+    assert after < 0.5 * before  # 0.17 -> 0.05 when written
 
 
 def test_export_round_trips_through_protect(weights_file):
@@ -84,3 +99,4 @@ def test_torchrun_two_processes_train_and_export(train_images, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     meta = load_weights(out).metadata
     assert meta["train_steps"] == 2 and meta["train_machine"].endswith("x2")
+

@@ -33,6 +33,10 @@ from .objectives import Batch, create_objective
 from .weights import save_weights
 
 
+# checkpoints written before the band was a setting used the generator's then default, 8-16 cycles
+PRE_V2_BAND = {"min_cycles": 8.0, "max_cycles": 16.0}
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (checked on --resume, stored in the weights file)."""
@@ -46,6 +50,8 @@ class TrainConfig:
     epsilon: float = 8.0  # 0-255 units
     image_size: int = 96  # training resolution of the photos (embeddings are still taken at 224)
     coarse_groups: int = 64  # concept groups single photos are keyed by
+    min_cycles: float = 12.0  # concept-texture: the gratings' frequency band, cycles per short side
+    max_cycles: float = 24.0
     nearest_k: int = 5  # paper objective
     seed: int = 0
     max_images: int | None = None
@@ -98,7 +104,7 @@ def embed_paths(backbone, paths: list[Path], batch_size: int = 32, on_progress: 
 
 def build_generator(backbone, config: TrainConfig, concepts: ConceptSet, **overrides):
     gcfg = GeneratorConfig(arch=config.arch, embed_dim=concepts.embeddings.shape[1], num_keys=len(concepts.names),
-                           seed=config.seed, **overrides)
+                           min_cycles=config.min_cycles, max_cycles=config.max_cycles, seed=config.seed, **overrides)
     generator = create_generator(gcfg)
     generator.key_embeddings.copy_(concepts.embeddings)
     return generator
@@ -247,7 +253,8 @@ class Trainer:
         path = Path(path)
         try:
             state = torch.load(path, map_location=self.device, weights_only=False)
-            saved = TrainConfig(**{k: v for k, v in state["config"].items() if k in {f.name for f in fields(TrainConfig)}})
+            known = {k: v for k, v in state["config"].items() if k in {f.name for f in fields(TrainConfig)}}
+            saved = TrainConfig(**{**PRE_V2_BAND, **known})
         except Exception as e:
             raise ConfigError(f"{path}: not a ucprotect training checkpoint ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         if saved.identity() != self.config.identity():

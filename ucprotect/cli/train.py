@@ -12,9 +12,9 @@ from ._errors import handle_errors
 from ._options import BatchOpt, DeviceOpt, EpsilonOpt, SeedOpt
 
 EPILOG = """Examples:\n\n
-  ucprotect train ../shared/data/train --out runs/v1 --export weights/ucprotect-conse-v1.safetensors\n\n
+  ucprotect train ../shared/data/train --out runs/v2 --export weights/mine.safetensors\n\n
   ucprotect train ./my_images --objective paper --steps 2000 --device cuda\n\n
-  ucprotect train ./my_images --out runs/v1 --resume      # continue from runs/v1/checkpoint.pt"""
+  ucprotect train ./my_images --out runs/mine --resume    # continue from runs/mine/checkpoint.pt"""
 
 
 @handle_errors
@@ -31,6 +31,8 @@ def train(
     epsilon: EpsilonOpt = 8.0,
     image_size: Annotated[int, typer.Option(help="Training resolution.")] = 96,
     coarse_groups: Annotated[int, typer.Option(help="Concept groups that single photos are keyed by.")] = 64,
+    min_cycles: Annotated[float, typer.Option(help="concept-texture: lowest grating frequency, cycles per short side.")] = 12.0,
+    max_cycles: Annotated[float, typer.Option(help="concept-texture: highest grating frequency.")] = 24.0,
     max_images: Annotated[Optional[int], typer.Option(help="Use at most this many images.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
@@ -41,7 +43,8 @@ def train(
     from ..training import TrainConfig, Trainer  # torch: at run time, not for --help
     console = Console(stderr=True)
     config = TrainConfig(backbone=backbone, arch=arch, objective=objective, steps=steps, batch_size=batch_size, lr=lr,
-                         epsilon=epsilon, image_size=image_size, coarse_groups=coarse_groups, seed=seed,
+                         epsilon=epsilon, image_size=image_size, coarse_groups=coarse_groups, min_cycles=min_cycles,
+                         max_cycles=max_cycles, seed=seed,
                          max_images=max_images, checkpoint_every=checkpoint_every)
     trainer = Trainer(data_dir, out, config, device=device, log=console.print)
     if resume:
