@@ -100,3 +100,13 @@ def test_torchrun_two_processes_train_and_export(train_images, tmp_path):
     meta = load_weights(out).metadata
     assert meta["train_steps"] == 2 and meta["train_machine"].endswith("x2")
 
+
+def test_loaded_weights_survive_the_file_being_overwritten_in_place(weights_file, tmp_path):
+    copy = tmp_path / "w.safetensors"
+    copy.write_bytes(weights_file.read_bytes())
+    bundle = load_weights(copy)
+    keys, backbone = bundle.coarse_keys.clone(), {k: v.clone() for k, v in bundle.backbone_tensors.items()}
+    with open(copy, "r+b") as f:  # what `cp other.safetensors w.safetensors` does: same file, new bytes
+        f.write(b"\xff" * len(weights_file.read_bytes()))
+    assert torch.equal(bundle.coarse_keys, keys)
+    assert all(torch.equal(bundle.backbone_tensors[k], v) for k, v in backbone.items())

@@ -94,15 +94,19 @@ def read_metadata(path: Path) -> dict:
 
 
 def load_weights(path: Path | None = None, device: str | torch.device = "cpu") -> WeightsBundle:
-    """Validate and load a weights file: format, version, architecture, then a strict state-dict load."""
-    from safetensors.torch import load_file
+    """Validate and load a weights file: format, version, architecture, then a strict state-dict load.
+
+    The tensors are read into memory, not memory-mapped: a file copied over in place while a run is going
+    (``cp new.safetensors weights/...``) must not change the keys under it.
+    """
+    from safetensors.torch import load
 
     path = Path(path) if path else default_weights_path()
     meta = read_metadata(path)
     try:
         config = GeneratorConfig.from_dict(meta["generator_config"])
         generator = create_generator(config)
-        tensors = load_file(str(path))
+        tensors = load(path.read_bytes())
     except WeightsError:
         raise
     except Exception as e:
