@@ -1,9 +1,10 @@
-"""A weights file equal to another but for the gratings' frequency band (the candidate rows of RESULTS.md).
+"""A weights file equal to another but for the gratings' frequency band (how v2 was made from v1; candidate rows).
 
-    python benchmarks/rescale_weights.py 12 24 /tmp/w1224.safetensors [--weights weights/ucprotect-conse-v1.safetensors]
+    python benchmarks/rescale_weights.py 12 24 weights/ucprotect-conse-v2.safetensors --weights runs/v1.safetensors
+    python benchmarks/rescale_weights.py 16 32 /tmp/w1632.safetensors      # from the shipped weights
 
 Every key keeps its texture's orientation, phase and colour signs and its place within the band (the
-frequency logits are unchanged); only ``min_cycles``/``max_cycles`` change. A band that is the shipped one
+frequency logits are unchanged); only ``min_cycles``/``max_cycles`` change. A band that is the source's
 times a factor (12-24 = 8-16 x 1.5) scales every frequency alike, and the texture likeness is scale-free,
 so collections draw exactly the keys they draw with the source file: what differs is the band alone.
 """

@@ -19,7 +19,7 @@ from .imageio import set_default_permissions
 
 FORMAT = "ucprotect-generator"
 FORMAT_VERSION = 1
-DEFAULT_WEIGHTS_NAME = "ucprotect-conse-v1.safetensors"
+DEFAULT_WEIGHTS_NAME = "ucprotect-conse-v2.safetensors"
 
 
 @dataclass
