@@ -81,3 +81,14 @@ def test_help_does_not_load_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "protect" in out.stdout and "verify" in out.stdout
+
+
+def test_train_defaults_match_the_training_config():
+    import inspect
+
+    from ucprotect.cli.train import train
+    from ucprotect.training import TrainConfig
+
+    params = inspect.signature(train).parameters
+    for name in ("min_cycles", "max_cycles", "coarse_groups", "image_size", "steps", "lr"):
+        assert params[name].default == getattr(TrainConfig(), name), name

@@ -5,8 +5,8 @@ Two registered architectures:
 * ``concept-texture`` (default). The embedding selects one of the concept keys (the vocabulary's text
   embeddings, nearest by cosine); each key owns a texture: a full-amplitude square-wave grating with its
   own frequency (by default 12-24 cycles per image short side), orientation, phase and colour signs.
-  Frequencies are defined per short side, so a key draws the same pattern at any resolution; a grating is shift-
-  invariant, so it survives any crop. This is the construction that protected in ../shared/PAPER.md
+  Frequencies are defined per short side, so a key draws the same pattern at any resolution; a grating
+  is shift-invariant, so it survives any crop. This is the construction that protected in ../shared/PAPER.md
   (measurement 4: 0.78) and in benchmarks/results (0.82 on train/imagenette). 6 k parameters, rendered
   analytically at native resolution (no resizing blur). An optional contrast mask (``mask_floor`` < 1)
   trades strength for PSNR. Two-level textures (``shared`` keys): the square sum of a shared key's wave

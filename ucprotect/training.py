@@ -50,8 +50,8 @@ class TrainConfig:
     epsilon: float = 8.0  # 0-255 units
     image_size: int = 96  # training resolution of the photos (embeddings are still taken at 224)
     coarse_groups: int = 64  # concept groups single photos are keyed by
-    min_cycles: float = 12.0  # concept-texture: the gratings' frequency band, cycles per short side
-    max_cycles: float = 24.0
+    min_cycles: float = GeneratorConfig.min_cycles  # concept-texture: the gratings' band, cycles per short side
+    max_cycles: float = GeneratorConfig.max_cycles
     nearest_k: int = 5  # paper objective
     seed: int = 0
     max_images: int | None = None
