@@ -21,9 +21,6 @@ sys.path.insert(0, str(ROOT))
 from ucprotect.generator import create_generator  # noqa: E402
 from ucprotect.weights import load_weights, save_weights  # noqa: E402
 
-# metadata that save_weights writes itself
-OWN_METADATA = ("format", "format_version", "generator_config", "backbone", "concept_names")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -35,8 +32,8 @@ def main() -> None:
     src = load_weights(args.weights)
     generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles))
     generator.load_state_dict(src.generator.state_dict())
-    meta = {k: v for k, v in src.metadata.items() if k not in OWN_METADATA}
-    save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, meta)
+    # save_weights writes format, version, generator config, backbone and vocabulary over the source's
+    save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, src.metadata)
     before, after = src.generator.texture_similarity(), generator.texture_similarity()
     cycles = generator.cycles().detach()
     print(f"{args.out}: {float(cycles.min()):.2f}-{float(cycles.max()):.2f} cycles; "

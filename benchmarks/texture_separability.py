@@ -9,7 +9,7 @@ images (150 per class, split 1,200 / 300 as ``families.py``) gets a texture labe
 bicubic to 64 px, and the small CNN (random crop + flip, 20 epochs) learns the texture labels; test images
 carry their own labels' textures. Peak test accuracy against chance 1/N says how separable N textures of a
 family are under natural-image clutter and the victim's augmentation. Families as in ``families.py``:
-``grating`` (one square wave, the shipped construction; ``--cycles`` sets its frequency range), ``plaid``
+``grating`` (one square wave, the shipped construction; ``--cycles`` sets its band, v1's 8-16 by default), ``plaid``
 (sign of the sum of two sine waves: what a pair of keys would draw with the two-level lookup) and ``rgb``
 (each colour channel its own full-amplitude square-wave grating: three frequency vectors), each set drawn
 least-alike among 16 candidates; ``tile`` (a random ``--cells`` x ``--cells`` pattern of +-1 per channel,
