@@ -22,6 +22,17 @@ def test_missing_weights_message(tmp_path):
     assert "Traceback" not in r.output
 
 
+def test_shipped_weights_not_installed_message(tmp_path, monkeypatch):
+    """A non-editable install has no weights/ folder: say so and how to fix it, not just 'not found'."""
+    import ucprotect.weights as weights
+
+    monkeypatch.setattr(weights, "default_weights_path", lambda: tmp_path / "site-packages" / weights.DEFAULT_WEIGHTS_NAME)
+    _img(tmp_path / "in" / "a.png")
+    r = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "shipped weights are not installed" in r.output and "pip install -e ." in r.output and "--weights" in r.output
+
+
 def test_corrupt_weights_message(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\x00" * 100)
