@@ -115,8 +115,14 @@ def contrast_mask(images: torch.Tensor, floor: float, ref: float, work_size: int
 # Channel sign patterns (R, G, B) with |luminance| >= 0.4 (0.299 R + 0.587 G + 0.114 B), up to sign.
 LUMA_SIGNS = ((1, 1, 1), (1, 1, -1), (-1, 1, 1))
 
+# How far apart two gratings' frequencies must be, relative to the frequency, before key choice counts them as
+# different textures. A thief's random resized crops zoom by up to 2.2x, so a wider kernel (0.5) spreads a
+# collection's keys over orientations and colours first: held out it helped imagenette against heavy
+# augmentation but cost cifar10 and caltech101 on one seed each (benchmarks/results/RESULTS.md, session 10).
+KEY_LIKENESS_REL_WIDTH = 0.25
 
-def grating_frequency_likeness(cycles: torch.Tensor, angle: torch.Tensor, rel_width: float = 0.25,
+
+def grating_frequency_likeness(cycles: torch.Tensor, angle: torch.Tensor, rel_width: float = KEY_LIKENESS_REL_WIDTH,
                                mirror: bool = True) -> torch.Tensor:
     """K x K x J x J likeness of the frequency vectors of K textures' J gratings (cycles, angles: K x J).
 
@@ -322,7 +328,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
         return PeriodicTexture(wave[:, None] * colour[None, :], np.stack(y_phases), np.stack(x_phases))
 
     @torch.no_grad()
-    def texture_similarity(self, rel_width: float = 0.25, mirror: bool = True) -> torch.Tensor:
+    def texture_similarity(self, rel_width: float = KEY_LIKENESS_REL_WIDTH, mirror: bool = True) -> torch.Tensor:
         """How alike two keys' textures look to a model that sees them at random shifts (K x K, in [0, 1]).
 
         Two gratings are told apart by their frequency vectors (v and -v are the same grating) and their
