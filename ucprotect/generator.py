@@ -118,7 +118,8 @@ LUMA_SIGNS = ((1, 1, 1), (1, 1, -1), (-1, 1, 1))
 # How far apart two gratings' frequencies must be, relative to the frequency, before key choice counts them as
 # different textures. A thief's random resized crops zoom by up to 2.2x, so a wider kernel (0.5) spreads a
 # collection's keys over orientations and colours first: held out it helped imagenette against heavy
-# augmentation but cost cifar10 and caltech101 on one seed each (benchmarks/results/RESULTS.md, session 10).
+# augmentation (+0.13, 3 seeds) but cost cifar10 (-0.26, -0.17) and caltech101 (-0.05 on the mean of 3 seeds),
+# and JPEG stayed the best defence (benchmarks/results/RESULTS.md, session 10). So 0.25.
 KEY_LIKENESS_REL_WIDTH = 0.25
 
 
