@@ -23,6 +23,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ucprotect.imageio import centre_square  # noqa: E402
 from ucprotect.weights import load_weights  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "train" / "imagenette"
@@ -40,16 +41,10 @@ def to64(a: np.ndarray) -> np.ndarray:
     return np.asarray(Image.fromarray(a).resize((64, 64), Image.BICUBIC))
 
 
-def square224(path: Path) -> np.ndarray:
-    im = Image.open(path).convert("RGB")
-    s = min(im.size)
-    left, top = (im.width - s) // 2, (im.height - s) // 2
-    return np.asarray(im.crop((left, top, left + s, top + s)).resize((224, 224), Image.BICUBIC)).astype(np.float32)
-
-
 def main() -> None:
     generator = load_weights(None).generator
-    photos = [square224(p) for p in sorted(DATA.rglob("*.JPEG"))[::40][:40]]
+    photos = [np.asarray(centre_square(Image.open(p).convert("RGB"), 224), np.float32)
+              for p in sorted(DATA.rglob("*.JPEG"))[::40][:40]]
     keys = torch.randint(0, generator.config.num_keys, (len(photos),), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         wave = generator.render(keys, 224, 224)[:, 1]  # the green channel carries +-1 in every shipped pattern

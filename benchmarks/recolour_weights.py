@@ -17,7 +17,6 @@ changes with the colours.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -55,8 +54,7 @@ def main() -> None:
     state["colour"] = recolour(state["colour"], args.palette)
     generator = create_generator(src.config)
     generator.load_state_dict(state)
-    train = src.metadata.get("train_config") or {}
-    train = json.loads(train) if isinstance(train, str) else train
+    train = src.metadata.get("train_config") or {}  # parsed by load_weights
     concepts = ConceptSet(src.concept_names, generator.key_embeddings.detach().float())
     coarse = concepts.coarse_groups(int(train.get("coarse_groups", 64)), seed=int(train.get("seed", 0)),
                                     texture_similarity=generator.texture_similarity())

@@ -101,11 +101,12 @@ def load_weights(path: Path | None = None, device: str | torch.device = "cpu") -
     """
     from safetensors.torch import load
 
-    if not path and not default_weights_path().exists():
-        raise WeightsError(f"{default_weights_path()}: the shipped weights are not installed (a non-editable "
-                           f"'pip install' does not carry the repository's weights/ folder); install from a clone "
-                           f"with 'pip install -e .', or pass --weights with the path of a .safetensors file")
+    shipped = not path
     path = Path(path) if path else default_weights_path()
+    if shipped and not path.exists():
+        raise WeightsError(f"{path}: the shipped weights are not installed (a non-editable 'pip install' does not "
+                           f"carry the repository's weights/ folder); install from a clone with 'pip install -e .', "
+                           f"or pass --weights with the path of a .safetensors file")
     meta = read_metadata(path)
     try:
         config = GeneratorConfig.from_dict(meta["generator_config"])
