@@ -158,39 +158,48 @@ def parse_defenses(values: list[str]) -> list[str]:
 
 
 def _augment(x: torch.Tensor, g: torch.Generator, heavy: bool) -> torch.Tensor:
-    """Standard: random crop with reflect padding (1/8 of the side) and flip. Heavy: resized crop, jitter, cutout."""
+    """Standard: random crop with reflect padding (1/8 of the side) and flip. Heavy: resized crop, jitter, cutout.
+    Random draws come from ``g`` on the CPU whatever device ``x`` is on, so a seed means the same crops everywhere."""
     b, _, s, _ = x.shape
     if heavy:
         x = random_resized_crop(x, s, g, scale=(0.2, 1.0))
-        bright = 1 + (torch.rand(b, 1, 1, 1, generator=g) - 0.5) * 0.8
-        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=g) - 0.5) * 0.8
+        bright = 1 + (torch.rand(b, 1, 1, 1, generator=g).to(x.device) - 0.5) * 0.8
+        contrast = 1 + (torch.rand(b, 1, 1, 1, generator=g).to(x.device) - 0.5) * 0.8
         mean = x.mean((1, 2, 3), keepdim=True)
         x = ((x - mean) * contrast + mean) * bright
-        sat = 1 + (torch.rand(b, 1, 1, 1, generator=g) - 0.5) * 0.8
+        sat = 1 + (torch.rand(b, 1, 1, 1, generator=g).to(x.device) - 0.5) * 0.8
         x = grayscale(x) + (x - grayscale(x)) * sat
         cut = s // 3
-        ys = torch.randint(0, s - cut + 1, (b,), generator=g)
-        xs = torch.randint(0, s - cut + 1, (b,), generator=g)
+        ys = torch.randint(0, s - cut + 1, (b,), generator=g).tolist()
+        xs = torch.randint(0, s - cut + 1, (b,), generator=g).tolist()
         mask = torch.ones_like(x[:, :1])
         for i in range(b):
             mask[i, :, ys[i] : ys[i] + cut, xs[i] : xs[i] + cut] = 0
         return (x * mask).clamp(0, 1)
     pad = max(1, s // 8)
     x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=g)
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=g)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=g).tolist()
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=g).tolist()
     x = torch.stack([x[i, :, oy[i] : oy[i] + s, ox[i] : ox[i] + s] for i in range(b)])
-    flip = torch.rand(b, generator=g) < 0.5
+    flip = (torch.rand(b, generator=g) < 0.5).to(x.device)
     x[flip] = x[flip].flip(-1)
     return x
 
 
 def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int,
-                 recipe: Recipe, defense: str = "none", on_epoch: Callable[[int, float], None] | None = None) -> list[float]:
-    """Train a fresh victim; return clean-test accuracy after each epoch. Deterministic for a seed."""
+                 recipe: Recipe, defense: str = "none", on_epoch: Callable[[int, float], None] | None = None,
+                 device: torch.device | str = "cpu") -> list[float]:
+    """Train a fresh victim; return clean-test accuracy after each epoch. Deterministic for a seed on the CPU;
+    on a GPU the images live on the device and the victim trains in bf16 autocast (same crops, other rounding)."""
+    device = torch.device(device)
     torch.manual_seed(recipe.seed)
     g = torch.Generator().manual_seed(recipe.seed)
-    model = create_victim(recipe.victim, num_classes, recipe.image_size)
+    model = create_victim(recipe.victim, num_classes, recipe.image_size).to(device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        model = model.to(memory_format=torch.channels_last)
+    train_x, train_y, test_x, test_y = (t.to(device) for t in (train_x, train_y, test_x, test_y))
     steps_per_epoch = max(1, (len(train_x) + recipe.batch_size - 1) // recipe.batch_size)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, nesterov=True)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=recipe.epochs * steps_per_epoch, pct_start=0.15)
@@ -204,23 +213,26 @@ def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
         model.train()
         perm = torch.randperm(len(train_x), generator=g)
         for i in range(steps_per_epoch):
-            idx = perm[i * recipe.batch_size : (i + 1) * recipe.batch_size]
+            idx = perm[i * recipe.batch_size : (i + 1) * recipe.batch_size].to(device)
             if len(idx) < 2:
                 continue
             x = _augment(train_x[idx].float() / 255, g, heavy)
             y = train_y[idx]
             if mixup:
                 lam = float(np.random.default_rng(recipe.seed * 7919 + epoch * 1000 + i).beta(1.0, 1.0))
-                j = torch.randperm(len(idx), generator=g)
-                out = model(lam * x + (1 - lam) * x[j])
-                loss = lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[j])
+                j = torch.randperm(len(idx), generator=g).to(device)
+                with autocast:
+                    out = model(lam * x + (1 - lam) * x[j])
+                    loss = lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[j])
             else:
-                loss = F.cross_entropy(model(x), y)
+                with autocast:
+                    loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-        accs.append(evaluate(model, tx, test_y))
+        with autocast:
+            accs.append(evaluate(model, tx, test_y))
         if on_epoch:
             on_epoch(epoch + 1, accs[-1])
     return accs
@@ -307,10 +319,10 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
                    protected_dir: Path | None = None, labels: str = "folders", defenses: list[str] | None = None,
                    test_fraction: float = 0.2, max_per_class: int | None = None, text_encoder=None,
                    on_progress: Callable[[str, int, float], None] | None = None, workdir: Path | None = None,
-                   clean_cache: dict | None = None) -> tuple[VerifyReport, dict]:
+                   clean_cache: dict | None = None, device: torch.device | str = "cpu") -> tuple[VerifyReport, dict]:
     """Run the whole comparison. ``protect_fn(train_paths, out_dir) -> {input: output}`` makes protected
     copies; or pass ``protected_dir`` holding copies at the same relative paths. Returns the report and
-    the tensors used for the sample strip. ``clean_cache`` (a dict the caller keeps) lets several runs on
+    the tensors used for the sample strip. Victims train on ``device``. ``clean_cache`` (a dict the caller keeps) lets several runs on
     the same data, labels and recipe share one clean-baseline training run (the benchmark's rows)."""
     t0 = time.perf_counter()
     ds = load_class_folders(data_dir, max_per_class, recipe.seed)
@@ -359,7 +371,7 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
             report.runs.append(RunResult(name, list(clean_cache[clean_key])))
             continue
         cb = (lambda e, a, n=name: on_progress(n, e, a)) if on_progress else None
-        report.runs.append(RunResult(name, train_victim(xs, train_y, test_x, test_y, n_classes, recipe, defense, cb)))
+        report.runs.append(RunResult(name, train_victim(xs, train_y, test_x, test_y, n_classes, recipe, defense, cb, device)))
         if name == "clean" and clean_cache is not None:
             clean_cache[clean_key] = report.runs[-1].accuracy
     report.seconds = time.perf_counter() - t0

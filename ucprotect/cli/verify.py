@@ -69,7 +69,7 @@ def verify(
     plot: Annotated[Optional[Path], typer.Option(help="Write accuracy curves and a sample strip to this PNG.")] = None,
 ):
     """Train a victim on clean and on protected copies; report accuracy on clean test images."""
-    from ..engine import Protector  # torch: at run time, not for --help
+    from ..engine import Protector, resolve_device  # torch: at run time, not for --help
     from ..verify import PRESETS, parse_defenses, verify_dataset, write_report_files
     console = Console(stderr=True)
     recipe = PRESETS["paper" if paper else "quick" if quick else "standard"]
@@ -86,7 +86,7 @@ def verify(
 
     result, samples = verify_dataset(data_dir, recipe, protect_fn=protect_fn, protected_dir=protected, labels=labels,
                                      defenses=parse_defenses(defense), test_fraction=test_fraction,
-                                     max_per_class=max_per_class, on_progress=on_progress)
+                                     max_per_class=max_per_class, on_progress=on_progress, device=resolve_device(device))
     table = Table(title=f"ucprotect verify: {data_dir} ({labels}, {result.num_classes} classes, "
                         f"victim {recipe.victim} {recipe.image_size}px {recipe.epochs} ep)")
     for col in ("run", "final acc", "peak acc", "chance", "score"):
