@@ -20,10 +20,22 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ucprotect.cli.verify import make_protect_fn  # noqa: E402
-from ucprotect.engine import Protector  # noqa: E402
+from ucprotect.engine import Protector, resolve_device  # noqa: E402
 from ucprotect.verify import PRESETS, verify_dataset  # noqa: E402
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
+
+
+def run_done_printer(epochs: int, t0: float):
+    """One comment line as each victim run ends, so a run cut short (a GPU lease's deadline) keeps its parts."""
+    accs: dict[str, list[float]] = {}
+
+    def on_progress(name: str, epoch: int, acc: float) -> None:
+        accs.setdefault(name, []).append(acc)
+        if epoch == epochs:
+            print(f"<!-- run {name} done at {time.perf_counter() - t0:.0f} s: peak {max(accs[name]):.3f} -->", flush=True)
+
+    return on_progress
 
 
 def main() -> None:
@@ -40,7 +52,8 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--max-per-class", type=int, default=40)
     ap.add_argument("--full", action="store_true", help="ResNet-18 standard recipe on all images (GPU)")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--device", default="auto", help="where victims train and protect embeds")
+    ap.add_argument("--protect-device", default=None, help="where protect embeds, if not --device")
     ap.add_argument("--super-groups", nargs="*", type=int, default=[0], metavar="N",
                     help="protect's --super-groups, one row each (0, the default: one-level textures)")
     ap.add_argument("--seed", type=int, default=None, help="victim init, image sample and split (default: the recipe's, 0)")
@@ -50,8 +63,11 @@ def main() -> None:
     if args.seed is not None:
         recipe = replace(recipe, seed=args.seed)
     max_per_class = None if args.full else args.max_per_class
-    protector = Protector.from_file(args.weights, device=args.device)
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, device {protector.device}; "
+    protector = Protector.from_file(args.weights, device=args.protect_device or args.device)
+    victim_device = resolve_device(args.device)
+    gpu = f" ({torch.cuda.get_device_name(victim_device)})" if victim_device.type == "cuda" else ""
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads; victims on {victim_device}{gpu}, "
+          f"protect embeds on {protector.device}; "
           f"recipe: {recipe}; max/class: {max_per_class}; weights: {args.weights or 'shipped'}; "
           f"super-groups: {' '.join(map(str, args.super_groups))}")
     print()
@@ -69,7 +85,8 @@ def main() -> None:
                     defenses = args.defenses if (labels == "folders" and first) else []
                     t0 = time.perf_counter()
                     report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, super_groups),
-                                               labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache)
+                                               labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache,
+                                               device=victim_device, on_progress=run_done_printer(recipe.epochs, t0))
                     clean = report.run("clean").peak
                     for r in report.runs[1:]:
                         print(f"| {Path(data).name} | {grouping} | {labels} | {r.name} | {clean:.3f} | {r.peak:.3f} | "
