@@ -20,7 +20,10 @@ size, 1000: the most spread set a greedy draw finds); ``--cycles LO HI`` sets th
 ``--align Q`` each folder keeps its class's shared wave with probability Q and otherwise takes another class's
 (a label-free super-grouping lines up with a thief's merges only partly; benchmarks/alignment.py); ``--super K``
 lets neighbouring classes share one wave (K shared waves for the 10 classes: ``hier:10 --super 3`` is what
-super-groups cost a thief who labels by folder), ``--shared-weight`` weighs the shared wave in the sum. Prints one
+super-groups cost a thief who labels by folder), ``--shared-weight`` weighs the shared wave in the sum.
+``twoscale`` is a plaid whose first wave has half the frequency (a coarse wave that a thief's blur or
+down-up resize leaves, beside a fine one that teaches fastest undefended); ``--defenses blur:1.0 downup:0.5``
+adds a row per defence, applied to the protected 64 px images as `verify` does. Prints one
 markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
 clean and protected peak accuracy, score, and the per-epoch protected curve.
 """
@@ -39,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ucprotect.generator import LUMA_SIGNS, grating_frequency_likeness  # noqa: E402
-from ucprotect.verify import Recipe, stratified_split, train_victim  # noqa: E402
+from ucprotect.verify import Recipe, apply_defense, stratified_split, train_victim  # noqa: E402
 from variants import DATA, EPS, downsample, load  # noqa: E402
 
 POOL = 1000  # textures in a family, as many as concept keys
@@ -133,7 +136,8 @@ def render_hier(p: dict, class_keys: torch.Tensor, folder_keys: torch.Tensor, h:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid; N a multiple of 10")
+    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale; N a multiple of 10")
+    ap.add_argument("--defenses", nargs="*", default=[], help="also train on the protected images after each defence")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--align", type=float, default=1.0, help="hier: share of folders whose shared wave is their class's")
@@ -160,8 +164,10 @@ def main() -> None:
         for name, candidates in ((v, c) for v in args.variants for c in args.candidates):
             t0 = time.perf_counter()
             family, n = name.split(":")
-            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1}[family]
+            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2}[family]
             p = family_params(seed, 2, tuple(args.cycles))
+            if family == "twoscale":
+                p["cyc"][:, 0] /= 2
             sim = likeness(p, comps)
             keys = draw_distinct(n + (10 if family == "hier" else 0), sim, seed, candidates)
             name += f" candidates {candidates}" if candidates != 16 else ""
@@ -189,11 +195,14 @@ def main() -> None:
                 else render(p, keys[folder], comps, 224, 224)
             prot8 = ((xf + texture * EPS).clamp(0, 1) * 255).round().byte()
             psnr = float(10 * torch.log10(1 / ((prot8.float() / 255 - xf) ** 2).mean()))
-            curve = train_victim(downsample(prot8, 64, "pil"), y[tr], test, y[te], 10, recipe)
-            peak = max(curve)
-            print(f"| {name} | {seed} | {psnr:.1f} | {float(s.max()):.2f} | {int((s > 0.5).sum()) // 2} | {clean[seed]:.3f} | "
-                  f"{peak:.3f} | {(clean[seed] - peak) / (clean[seed] - 0.1):.2f} | {' '.join(f'{a:.2f}' for a in curve)} |"
-                  f" <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
+            prot64 = downsample(prot8, 64, "pil")
+            for defense in ["none", *args.defenses]:
+                curve = train_victim(apply_defense(defense, prot64), y[tr], test, y[te], 10, recipe, defense)
+                peak = max(curve)
+                label = name if defense == "none" else f"{name} + {defense}"
+                print(f"| {label} | {seed} | {psnr:.1f} | {float(s.max()):.2f} | {int((s > 0.5).sum()) // 2} | {clean[seed]:.3f} | "
+                      f"{peak:.3f} | {(clean[seed] - peak) / (clean[seed] - 0.1):.2f} | {' '.join(f'{a:.2f}' for a in curve)} |"
+                      f" <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
 
 
 if __name__ == "__main__":
