@@ -39,8 +39,23 @@ def test_periodic_form_renders_two_level_textures():
         assert float((dense - one).abs().mean()) > 0.3
 
 
+def test_periodic_form_renders_two_scale_plaids():
+    gen = create_generator(GeneratorConfig(seed=3, components=2, coarse_factor=0.5))
+    cycles = gen.cycles().detach()
+    assert float(cycles[:, 0].max()) <= 12 and float(cycles[:, 1].min()) >= 12  # a coarse wave and a fine one
+    assert torch.allclose(gen.texture_similarity().diagonal(), torch.ones(1000))
+    h, w = 480, 640
+    for key in (0, 999):
+        texture = gen.periodic_form(key, h, w)
+        with torch.no_grad():
+            dense = gen.render(torch.tensor([key]), h, w)[0]
+        err = (dense - texture.table[torch.from_numpy(texture.index())].permute(2, 0, 1)).abs()
+        assert float(err.max()) < 0.15 and float((err > 1 / 16).float().mean()) < 0.01
+
+
 def test_periodic_form_declines_what_it_cannot_render():
-    assert create_generator(GeneratorConfig(components=2)).periodic_form(0, 32, 32) is None
+    assert create_generator(GeneratorConfig(components=3)).periodic_form(0, 32, 32) is None
+    assert create_generator(GeneratorConfig(components=2)).periodic_form(0, 32, 32, shared=5) is None
     assert create_generator(GeneratorConfig(mask_floor=0.5)).periodic_form(0, 32, 32) is None
 
 

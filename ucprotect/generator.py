@@ -11,7 +11,8 @@ Two registered architectures:
   analytically at native resolution (no resizing blur). An optional contrast mask (``mask_floor`` < 1)
   trades strength for PSNR. Two-level textures (``shared`` keys): the square sum of a shared key's wave
   and the key's own, so that groups a thief may merge into one class share half their pattern
-  (grouping.py; benchmarks/families.py ``hier``).
+  (grouping.py; benchmarks/families.py ``hier``). ``components=2`` makes each key a plaid of two waves,
+  with ``coarse_factor`` 0.5 a coarse one beside the fine one (a candidate against blur; not shipped).
 * ``resnet``: the paper's design scaled down: conv encoder, the embedding broadcast and concatenated
   at the bottleneck, residual blocks, transposed-conv decoder, tanh. Runs at a working resolution and
   its output is resized to the photo.
@@ -41,7 +42,8 @@ class GeneratorConfig:
     arch: str = "concept-texture"
     embed_dim: int = 384  # size of the backbone's embedding space
     num_keys: int = 1000  # concept-texture: one texture per vocabulary concept
-    components: int = 1  # concept-texture: gratings per key (1 = the construction measured in PAPER.md)
+    components: int = 1  # concept-texture: gratings per key (1 = the construction measured in PAPER.md; 2 = a plaid)
+    coarse_factor: float = 1.0  # components 2: wave 0's band is the band x this (0.5: a coarse wave beside a fine one)
     min_cycles: float = 12.0  # grating frequency range, in cycles per image short side (12-24 protected
     max_cycles: float = 24.0  # more than 8-16 on every held-out set: benchmarks/results, sessions 8-9)
     sharpness: float = 8.0  # tanh(sharpness * sin): ~square wave, differentiable; small = sine-like
@@ -256,8 +258,12 @@ class ConceptTextureGenerator(_KeyedGenerator):
         self.colour = nn.Parameter(3.0 * signs[pick] * flip)
 
     def cycles(self) -> torch.Tensor:
+        """K x J frequencies in cycles per short side; with several waves, wave 0 in the band x ``coarse_factor``."""
         c = self.config
-        return c.min_cycles + (c.max_cycles - c.min_cycles) * torch.sigmoid(self.freq)
+        cyc = c.min_cycles + (c.max_cycles - c.min_cycles) * torch.sigmoid(self.freq)
+        if c.components > 1 and c.coarse_factor != 1.0:
+            cyc = cyc * cyc.new_tensor([c.coarse_factor] + [1.0] * (c.components - 1))
+        return cyc
 
     def render(self, keys: torch.Tensor, height: int, width: int, offset: tuple[float, float] = (0.0, 0.0),
                scale: float = 1.0, shared: torch.Tensor | None = None) -> torch.Tensor:
@@ -288,12 +294,13 @@ class ConceptTextureGenerator(_KeyedGenerator):
             arg = sine(keys)[:, :1] + torch.where((shared >= 0)[:, None, None, None], sine(shared.clamp(min=0))[:, :1], 0.0)
             wave = torch.tanh(arg.mul_(sharp))
             colour = torch.tanh(self.colour[colour_keys][:, :1]) / math.tanh(sharp)
+        elif self.config.components > 1:  # a plaid: the square wave of the waves' sum, in wave 0's colours
+            wave = torch.tanh(sine(keys).sum(1, keepdim=True).mul_(sharp))
+            colour = torch.tanh(self.colour[keys][:, :1]) / math.tanh(sharp)
         else:
             wave = torch.tanh(sine(keys).mul_(sharp))  # ~square wave in [-tanh(sharp), tanh(sharp)]
-            colour = torch.tanh(self.colour[keys]) / math.tanh(sharp)  # B x J x 3; peak of the wave -> 1
-        if wave.shape[1] == 1:
-            return wave * colour[..., None, None].squeeze(1)
-        return torch.einsum("bjhw,bjc->bchw", wave, colour).clamp(-1, 1)
+            colour = torch.tanh(self.colour[keys]) / math.tanh(sharp)  # B x 1 x 3; peak of the wave -> 1
+        return wave * colour[..., None, None].squeeze(1)
 
     @torch.no_grad()
     def periodic_form(self, key: int, height: int, width: int, shared: int = -1, bins: int | None = None) -> "PeriodicTexture | None":
@@ -301,17 +308,20 @@ class ConceptTextureGenerator(_KeyedGenerator):
 
         A single grating is a function of its phase alone (a two-level texture of its two phases), so
         `protect` renders a 12-megapixel photo with one table lookup per pixel instead of sin and tanh per
-        pixel and channel (several times cheaper). None when the texture is not of that form (components >
-        1, or a contrast mask that reads pixels).
+        pixel and channel (several times cheaper). A plaid of two waves is a two-level texture of the key's own
+        waves. None when the texture is not of that form (more than two waves in all, or a contrast mask that
+        reads pixels).
         """
-        if not self.has_periodic_form:
+        if not self.has_periodic_form or (shared >= 0 and self.config.components > 1):
             return None
-        waves = [key] if shared < 0 else [shared, key]
+        waves = [(key, 0)] if shared < 0 else [(shared, 0), (key, 0)]  # (key, wave)
+        if self.config.components == 2:
+            waves = [(key, 0), (key, 1)]
         bins = bins or (4096 if len(waves) == 1 else 512)
         short = min(height, width)
         y_phases, x_phases = [], []
-        for k in waves:
-            cyc, ang, phase = (float(v[k, 0]) for v in (self.cycles(), self.angle, self.phase))
+        for k, j in waves:
+            cyc, ang, phase = (float(v[k, j]) for v in (self.cycles(), self.angle, self.phase))
             # phase in bins: bins * (cyc * (sin(ang) * y' + cos(ang) * x') + phase / 2 pi), y' = (y + 0.5) / short
             y_phase = (np.arange(height) + 0.5) * (bins * cyc * math.sin(ang) / short)
             x_phase = (np.arange(width) + 0.5) * (bins * cyc * math.cos(ang) / short) + bins * phase / (2 * math.pi)
@@ -323,7 +333,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
         sine = torch.sin((torch.arange(bins, dtype=torch.float64) + 0.5) * (2 * math.pi / bins))
         arg = sine if len(waves) == 1 else (sine[:, None] + sine[None, :]).reshape(-1)  # index phase0 * bins + phase1
         wave = torch.tanh(arg * sharp).float()
-        colour = torch.tanh(self.colour[waves[0], 0].float().cpu()) / math.tanh(sharp)
+        colour = torch.tanh(self.colour[waves[0][0], 0].float().cpu()) / math.tanh(sharp)
         if len(waves) == 1:
             return PeriodicTexture(wave[:, None] * colour[None, :], y_phases[0], x_phases[0])
         return PeriodicTexture(wave[:, None] * colour[None, :], np.stack(y_phases), np.stack(x_phases))
@@ -340,10 +350,10 @@ class ConceptTextureGenerator(_KeyedGenerator):
         victim sees both and cannot tell 30 degrees from 150. Used to give the groups of one collection
         textures that differ (grouping.assign_distinct).
         """
-        freq = grating_frequency_likeness(self.cycles(), self.angle, rel_width, mirror)
-        col = F.normalize(torch.tanh(self.colour), dim=-1)  # K x J x 3
-        colour = torch.einsum("ajc,bkc->abjk", col, col).abs()
-        return (freq * colour).amax((-1, -2))
+        freq = grating_frequency_likeness(self.cycles(), self.angle, rel_width, mirror)  # K x K x J x J
+        col = F.normalize(torch.tanh(self.colour[:, 0]), dim=-1)  # K x 3: a plaid takes wave 0's colours
+        # a plaid looks like another when each of its waves matches one of the other's (one wave: that wave)
+        return freq.amax(-1).amin(-1) * (col @ col.T).abs()
 
     @property
     def uses_pixels(self) -> bool:
@@ -352,7 +362,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
 
     @property
     def has_periodic_form(self) -> bool:
-        return self.config.components == 1 and not self.uses_pixels
+        return self.config.components <= 2 and not self.uses_pixels
 
     def forward(self, images: torch.Tensor, embeddings: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
         keys = self.nearest_keys(embeddings)
