@@ -183,9 +183,9 @@ def _augment(x: torch.Tensor, g: torch.Generator, heavy: bool) -> torch.Tensor:
     flip = (torch.rand(b, generator=g) < 0.5)[:, None]
     cols = torch.where(flip, cols.flip(-1), cols)  # a mirrored crop reads its columns right to left
     # one gather for the whole batch instead of one small copy per image (fewer kernel launches on a GPU)
-    b_idx, c_idx = torch.arange(b)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None]
-    index = [t.to(x.device) for t in (b_idx, c_idx, rows[:, None, :, None], cols[:, None, None, :])]
-    return x[index[0], index[1], index[2], index[3]]
+    index = (torch.arange(b)[:, None, None, None], torch.arange(x.shape[1])[None, :, None, None],
+             rows[:, None, :, None], cols[:, None, None, :])
+    return x[tuple(t.to(x.device) for t in index)]
 
 
 def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int,
