@@ -42,11 +42,8 @@ if [ "$PART" = first ]; then
   step cifar10-s0 $EFF --datasets $DATA/eval/cifar10 --group-by folder none --seed 0
 elif [ "$PART" = bands ]; then
   # four rows at once: a 64 px ResNet-18 leaves most of an H100/H200 idle, so concurrent processes add up
-  for band in "8 16" "6 12"; do
-    set -- $band
-    python3 benchmarks/rescale_weights.py $1 $2 /tmp/band-$1-$2.safetensors >> "$OUT/log.txt" 2>> "$OUT/errors.txt"
-  done
-  for name in 8-16 6-12; do
+  for name in 8-16 6-12; do  # LO-HI cycles per short side
+    python3 benchmarks/rescale_weights.py ${name%-*} ${name#*-} /tmp/band-$name.safetensors >> "$OUT/log.txt" 2>> "$OUT/errors.txt"
     for seed in 0 1; do
       step band-$name-s$seed $EFF --weights /tmp/band-$name.safetensors --datasets $DATA/eval/imagenette --group-by folder --seed $seed &
     done

@@ -315,14 +315,16 @@ class ConceptTextureGenerator(_KeyedGenerator):
         """
         if not self.has_periodic_form or (shared >= 0 and self.config.components > 1):
             return None
-        waves = [(key, 0)] if shared < 0 else [(shared, 0), (key, 0)]  # (key, wave)
-        if self.config.components == 2:
+        if self.config.components == 2:  # (key, wave) pairs
             waves = [(key, 0), (key, 1)]
+        else:
+            waves = [(key, 0)] if shared < 0 else [(shared, 0), (key, 0)]
         bins = bins or (4096 if len(waves) == 1 else 512)
         short = min(height, width)
+        cycles = self.cycles()  # once per photo, not once per wave
         y_phases, x_phases = [], []
         for k, j in waves:
-            cyc, ang, phase = (float(v[k, j]) for v in (self.cycles(), self.angle, self.phase))
+            cyc, ang, phase = (float(v[k, j]) for v in (cycles, self.angle, self.phase))
             # phase in bins: bins * (cyc * (sin(ang) * y' + cos(ang) * x') + phase / 2 pi), y' = (y + 0.5) / short
             y_phase = (np.arange(height) + 0.5) * (bins * cyc * math.sin(ang) / short)
             x_phase = (np.arange(width) + 0.5) * (bins * cyc * math.cos(ang) / short) + bins * phase / (2 * math.pi)

@@ -324,8 +324,9 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
                    clean_cache: dict | None = None, device: torch.device | str = "cpu") -> tuple[VerifyReport, dict]:
     """Run the whole comparison. ``protect_fn(train_paths, out_dir) -> {input: output}`` makes protected
     copies; or pass ``protected_dir`` holding copies at the same relative paths. Returns the report and
-    the tensors used for the sample strip. Victims train on ``device``. ``clean_cache`` (a dict the caller keeps) lets several runs on
-    the same data, labels and recipe share one clean-baseline training run (the benchmark's rows)."""
+    the tensors used for the sample strip. Victims train on ``device``. ``clean_cache`` (a dict the caller
+    keeps) lets several runs on the same data, labels and recipe share one clean-baseline training run (the
+    benchmark's rows)."""
     t0 = time.perf_counter()
     ds = load_class_folders(data_dir, max_per_class, recipe.seed)
     if labels == "folders":
