@@ -119,6 +119,22 @@ def test_python_api_single_image(protector, tmp_path):
     assert np.array_equal(np.asarray(out), np.asarray(Image.open(tmp_path / "out" / "x.png")))
 
 
+def test_textures_come_from_a_cpu_copy_on_other_devices(weights_file, protector, monkeypatch):
+    """On a GPU the per-photo textures, key likeness and fingerprint are read from a CPU copy of the generator
+    (no device round trip per photo; keys independent of the device's rounding). A "meta" device stands in
+    for the GPU: its tensors hold no values, so any read of the device's generator would raise."""
+    from ucprotect import Protector, engine, imageio
+
+    monkeypatch.setattr(engine, "resolve_device", lambda device: torch.device("meta"))
+    elsewhere = Protector.from_file(weights_file, device="cuda")
+    assert elsewhere.generator.freq.device.type == "meta" and elsewhere.cpu_generator.freq.device.type == "cpu"
+    pixels = (np.random.default_rng(1).random((60, 90, 3)) * 255).astype(np.uint8)
+    photo = imageio.Photo(path=Path("<memory>"), format="PNG", colour="rgb", pixels=pixels)
+    assert np.array_equal(elsewhere.perturb_pixels(photo, 3), protector.perturb_pixels(photo, 3))
+    assert torch.equal(elsewhere.texture_similarity, protector.texture_similarity)
+    assert elsewhere.weights_id == protector.weights_id
+
+
 def test_ctrl_c_while_embedding_stops_promptly(tmp_path, protector, monkeypatch):
     """Thumbnails are decoded a bounded distance ahead of the results: an interrupt does not first decode
     (or hold in memory) the rest of a large collection, and nothing is written."""

@@ -7,6 +7,7 @@ it atomically. Decoding and encoding run on worker threads while the main thread
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -78,7 +79,12 @@ class Protector:
         self.epsilon = epsilon_from_255(epsilon)
         self.epsilon_255 = float(epsilon)
         self.tta = tta
-        self.generator = bundle.generator.to(self.device).eval()
+        generator = bundle.generator.eval()
+        # Textures are drawn per photo on CPU worker threads, from a CPU copy: reading a GPU generator's
+        # parameters there waits on the device (and on the embedding batches queued on it) for every photo.
+        # Key likeness and fingerprints come from it too, so keys do not depend on the device's rounding.
+        self.cpu_generator = generator if self.device.type == "cpu" else copy.deepcopy(generator)
+        self.generator = generator.to(self.device)
         self.backbone = create_backbone(bundle.backbone, extra=bundle.backbone_tensors).to(self.device).eval()
         self.half = self.device.type == "cuda"
 
@@ -91,9 +97,9 @@ class Protector:
         """A fingerprint of the generator's tensors: keys recorded for these textures fit no other weights."""
         if not hasattr(self, "_weights_id"):
             h = hashlib.sha256()
-            for name, tensor in sorted(self.generator.state_dict().items()):
+            for name, tensor in sorted(self.cpu_generator.state_dict().items()):
                 h.update(name.encode())
-                h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+                h.update(tensor.detach().float().contiguous().numpy().tobytes())
             self._weights_id = h.hexdigest()[:16]
         return self._weights_id
 
@@ -101,13 +107,12 @@ class Protector:
     def texture_similarity(self) -> torch.Tensor | None:
         """K x K likeness of the keys' textures, if the generator can tell (used to keep groups apart)."""
         if not hasattr(self, "_texture_similarity"):
-            sim = self.generator.texture_similarity()
-            self._texture_similarity = sim.cpu() if sim is not None else None
+            self._texture_similarity = self.cpu_generator.texture_similarity()
         return self._texture_similarity
 
     @property
     def key_embeddings(self) -> torch.Tensor:
-        return self.generator.key_embeddings.cpu()
+        return self.cpu_generator.key_embeddings
 
     @torch.no_grad()
     def embed(self, thumbnails: list[Image.Image], tta: bool | None = None) -> torch.Tensor:
@@ -141,7 +146,7 @@ class Protector:
     def perturb_pixels(self, photo: imageio.Photo, key: int, shared: int = -1) -> np.ndarray:
         """The photo's native pixels with the perturbation added, in its own colour model and bit depth."""
         w, h = photo.size
-        texture = self.generator.periodic_form(key, h, w, shared=shared)
+        texture = self.cpu_generator.periodic_form(key, h, w, shared=shared)
         if texture is not None:  # one grating: round a small table once, then one lookup per pixel
             table = _for_colour_model(texture.table.T[..., None] * self.epsilon, photo.colour)[..., 0].T
             return apply_budget_lookup(photo.pixels, replace(texture, table=table), self.epsilon, photo.max_value)

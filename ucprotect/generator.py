@@ -24,6 +24,7 @@ construction, and a 121 M-parameter network is neither needed nor affordable on 
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
@@ -142,6 +143,16 @@ def grating_frequency_likeness(cycles: torch.Tensor, angle: torch.Tensor, rel_wi
         d2 = d if d2 is None else torch.minimum(d2, d)
     width2 = (rel_width * torch.minimum(cycles[:, None, :, None], cycles[None, :, None, :])) ** 2
     return torch.exp(-d2 / (2 * width2))
+
+
+@functools.lru_cache(maxsize=8)
+def _square_wave_table(bins: int, sharp: float, waves: int) -> torch.Tensor:
+    """The square wave tanh(sharp * sin) at the centre of each of ``bins`` phase bins; for two waves, of the
+    sum of their sines, indexed phase0 * bins + phase1. The same for every key and photo, so it is made once,
+    not per photo. Read-only: callers multiply it into new tensors."""
+    sine = torch.sin((torch.arange(bins, dtype=torch.float64) + 0.5) * (2 * math.pi / bins))
+    arg = sine if waves == 1 else (sine[:, None] + sine[None, :]).reshape(-1)
+    return torch.tanh(arg * sharp).float()
 
 
 @dataclass
@@ -333,9 +344,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
             y_phases.append(y_phase.astype(np.float32))
             x_phases.append(x_phase.astype(np.float32))
         sharp = self.config.sharpness
-        sine = torch.sin((torch.arange(bins, dtype=torch.float64) + 0.5) * (2 * math.pi / bins))
-        arg = sine if len(waves) == 1 else (sine[:, None] + sine[None, :]).reshape(-1)  # index phase0 * bins + phase1
-        wave = torch.tanh(arg * sharp).float()
+        wave = _square_wave_table(bins, sharp, len(waves))
         colour = torch.tanh(self.colour[waves[0][0], 0].float().cpu()) / math.tanh(sharp)
         if len(waves) == 1:
             return PeriodicTexture(wave[:, None] * colour[None, :], y_phases[0], x_phases[0])
