@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -8,6 +9,7 @@ from PIL import Image
 
 from ucprotect.verify import (Recipe, apply_defense, cluster_labels, stratified_split, verify_dataset,
                               write_report_files)
+from ucprotect.victims import create_victim
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +105,26 @@ def test_mixup_and_heavyaug_runs_train_deterministically():
         assert len(a) == 2 and a == train_victim(x, y, x[:8], y[:8], 2, recipe, defense)
     plain = train_victim(x, y, x[:8], y[:8], 2, recipe, "none")
     assert len(plain) == 2
+
+
+def test_bf16_recipe_trains_in_bf16_on_the_cpu(monkeypatch):
+    """``Recipe.bf16`` runs the victim under bf16 autocast on the CPU too (fast on AMX units); by default the
+    CPU stays fp32, so CPU results do not change."""
+    from ucprotect import verify
+
+    seen = []
+
+    def create(*args):
+        model = create_victim(*args)
+        model.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+        return model
+
+    monkeypatch.setattr(verify, "create_victim", create)
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(16, 3, 16, 16, generator=g) * 255).byte()
+    y = torch.arange(16) % 2
+    recipe = Recipe(victim="small-cnn", image_size=16, epochs=1, batch_size=8, lr=0.05)
+    for bf16, dtype in ((None, torch.float32), (True, torch.bfloat16)):
+        seen.clear()
+        accs = verify.train_victim(x, y, x[:8], y[:8], 2, replace(recipe, bf16=bf16), "none")
+        assert len(accs) == 1 and 0 <= accs[0] <= 1 and seen and set(seen) == {dtype}
