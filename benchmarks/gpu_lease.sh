@@ -41,6 +41,8 @@ if [ "$PART" = first ]; then
   step imagenette-s0 $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed 0
   step cifar10-s0 $EFF --datasets $DATA/eval/cifar10 --group-by folder none --seed 0
 elif [ "$PART" = bands ]; then
+  # first, alone: pass 2 with textures from the CPU copy of the generator (a2e0302; session 11 ran ~10 ms a photo)
+  step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}
   # four rows at once: a 64 px ResNet-18 leaves most of an H100/H200 idle, so concurrent processes add up
   for name in 8-16 6-12; do  # LO-HI cycles per short side
     python3 benchmarks/rescale_weights.py ${name%-*} ${name#*-} /tmp/band-$name.safetensors >> "$OUT/log.txt" 2>> "$OUT/errors.txt"
