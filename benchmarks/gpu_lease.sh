@@ -8,7 +8,9 @@
 # Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `bands`)
 # `first` and `second` are what session 11 ran. `bands` (not run yet) is the next question: do coarser
 # gratings (8-16, 6-12 cycles) survive a thief's blur and down-up resize better than v2's 12-24 cycles, at
-# what cost undefended? (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
+# what cost undefended? Session 12 answered it for 8-16 on one seed, on the CPU (best defence 0.35 vs v2's
+# 0.12; RESULTS.md): `bands` gives two seeds of each band against all five defences, enough to decide.
+# (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.
 PART=${1:-first}
 set -u
