@@ -51,6 +51,20 @@ def test_known_protection_scores_high_and_identity_scores_zero(toy):
     assert Image.open(toy / "r.png").size[0] > 100
 
 
+def test_clean_cache_is_shared_by_relative_and_absolute_paths(toy, monkeypatch):
+    """A clean run kept in ``clean_cache`` is reused whether the dataset is named relatively or absolutely."""
+    from ucprotect import verify
+
+    trained = []
+    monkeypatch.setattr(verify, "train_victim", lambda *a, **k: trained.append(1) or [0.5])
+    cache = {}
+    verify_dataset(toy / "data", RECIPE, protected_dir=toy / "same", test_fraction=0.3, clean_cache=cache)
+    assert len(trained) == 2 and len(cache) == 1
+    monkeypatch.chdir(toy)
+    verify_dataset(Path("data"), RECIPE, protected_dir=toy / "same", test_fraction=0.3, clean_cache=cache)
+    assert len(trained) == 3 and len(cache) == 1  # the protected run alone
+
+
 def test_split_deterministic_and_stratified():
     labels = [0] * 10 + [1] * 20
     a = stratified_split(labels, 0.2, seed=1)

@@ -374,7 +374,9 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
                           train_images=len(train_idx), test_images=len(test_idx))
     plan = [("clean", train_clean, "none"), ("protected", train_prot, "none")]
     plan += [(f"protected+{d}", apply_defense(d, train_prot), d) for d in (defenses or [])]
-    clean_key = json.dumps([str(data_dir), labels, test_fraction, max_per_class, asdict(recipe)], sort_keys=True)
+    # the resolved path: the same folder named relatively or absolutely is the same clean run
+    clean_key = json.dumps([str(Path(data_dir).resolve()), labels, test_fraction, max_per_class, asdict(recipe)],
+                           sort_keys=True)
     for name, xs, defense in plan:
         if name == "clean" and clean_cache is not None and clean_key in clean_cache:
             report.runs.append(RunResult(name, list(clean_cache[clean_key])))
