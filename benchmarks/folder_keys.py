@@ -9,7 +9,6 @@ to tell a victim's seed-to-seed spread from the key draw's.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ucprotect.engine import Protector, ProtectOptions, protect_folder  # noqa: E402
-from ucprotect.verify import load_class_folders, stratified_split  # noqa: E402
+from ucprotect.verify import link_split, load_class_folders, stratified_split  # noqa: E402
 
 
 def main() -> None:
@@ -36,11 +35,7 @@ def main() -> None:
             ds = load_class_folders(data, None, seed)
             train_idx, _ = stratified_split(ds.labels, args.test_fraction, seed)
             with tempfile.TemporaryDirectory() as tmp:
-                src = Path(tmp) / "train-split"
-                for i in train_idx:  # link the split into its own tree, as verify does
-                    link = src / ds.paths[i].relative_to(ds.root)
-                    link.parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(ds.paths[i].resolve(), link)
+                src = link_split([ds.paths[i] for i in train_idx], ds.root, Path(tmp) / "train-split")
                 for n, (w, protector) in enumerate(protectors.items()):
                     result = protect_folder(src, Path(tmp) / f"out{n}", protector, ProtectOptions(group_by="folder", keys_only=True))
                     cycles = protector.cpu_generator.cycles().detach()[:, 0]

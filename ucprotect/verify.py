@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -76,6 +77,16 @@ def load_class_folders(root: Path, max_per_class: int | None = None, seed: int =
     if len(names) < 2:
         raise DataError(f"{root}: found {len(names)} class folders with images; verify needs at least 2")
     return Dataset(paths, labels, names, root)
+
+
+def link_split(paths: list[Path], root: Path, dst: Path) -> Path:
+    """Symlink ``paths`` (under ``root``) into ``dst`` with the same layout, so that protect sees one split only."""
+    for p in paths:
+        link = dst / p.relative_to(root)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.exists():
+            os.symlink(p.resolve(), link)
+    return dst
 
 
 def stratified_split(labels: list[int], test_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -24,17 +24,13 @@ EPILOG = """Examples:\n\n
 def make_protect_fn(protector: Protector, group_by: str, super_groups: int = 0):
     """Protect the train split as a user would: a copy of the class-folder tree through protect_folder."""
     from ..engine import ProtectOptions, protect_folder
+    from ..verify import link_split
 
     def protect_fn(paths: list[Path], out_dir: Path) -> dict[Path, Path]:
         import os
 
         root = Path(os.path.commonpath([str(p.parent.parent) for p in paths]))
-        src = out_dir / "train-split"
-        for p in paths:  # link the split into its own tree so only the train split is protected
-            link = src / p.relative_to(root)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            if not link.exists():
-                os.symlink(p.resolve(), link)
+        src = link_split(paths, root, out_dir / "train-split")  # only the train split is protected
         dst = out_dir / "protected"
         result = protect_folder(src, dst, protector, ProtectOptions(group_by=group_by, format="png", super_groups=super_groups))
         if result.failed:
