@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -23,14 +24,42 @@ def test_missing_weights_message(tmp_path):
 
 
 def test_shipped_weights_not_installed_message(tmp_path, monkeypatch):
-    """A non-editable install has no weights/ folder: say so and how to fix it, not just 'not found'."""
+    """No shipped weights anywhere we look: say where we looked and how to fix it, not just 'not found'."""
     import ucprotect.weights as weights
 
     monkeypatch.setattr(weights, "default_weights_path", lambda: tmp_path / "site-packages" / weights.DEFAULT_WEIGHTS_NAME)
+    monkeypatch.setattr(weights, "installed_weights_dirs", lambda: [tmp_path / "prefix" / "share" / "ucprotect" / "weights"])
     _img(tmp_path / "in" / "a.png")
     r = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 1 and "Traceback" not in r.output
-    assert "shipped weights are not installed" in r.output and "pip install -e ." in r.output and "--weights" in r.output
+    out = " ".join(r.output.split())  # rich wraps long lines
+    assert "shipped weights are missing" in out and "pip install -e ." in out and "--weights" in out
+    assert "prefix" in out
+
+
+def test_shipped_weights_found_where_a_wheel_installs_them(tmp_path, monkeypatch):
+    """A wheel puts weights/*.safetensors under <prefix>/share/ucprotect/weights (pyproject's data-files):
+    without a repository weights/ folder beside the package, that is where the default is found."""
+    import sys
+    import sysconfig
+
+    import ucprotect.weights as weights
+
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    data_files = pyproject["tool"]["setuptools"]["data-files"]
+    assert data_files == {"share/ucprotect/weights": ["weights/*.safetensors"]}
+
+    prefix = tmp_path / "env"
+    installed = prefix / "share" / "ucprotect" / "weights" / weights.DEFAULT_WEIGHTS_NAME
+    installed.parent.mkdir(parents=True)
+    installed.write_bytes(b"x")
+    monkeypatch.setattr(weights, "__file__", str(tmp_path / "site-packages" / "ucprotect" / "weights.py"))
+    monkeypatch.setattr(sys, "prefix", str(prefix))
+    monkeypatch.setattr(sysconfig, "get_path", lambda name, *a, **k: str(prefix) if name == "data" else None)
+    assert weights.default_weights_path() == installed
+    installed.unlink()  # nowhere: the repository path, which the error message names
+    assert weights.default_weights_path() == tmp_path / "site-packages" / "weights" / weights.DEFAULT_WEIGHTS_NAME
 
 
 def test_corrupt_weights_message(tmp_path):

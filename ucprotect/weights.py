@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import torch
@@ -38,11 +37,24 @@ class WeightsBundle:
 
 
 def default_weights_path() -> Path:
-    """The generator shipped in the repository's ``weights/`` folder (or inside an installed package)."""
+    """The shipped generator: the repository's ``weights/`` folder (a clone or an editable install), else
+    ``<prefix>/share/ucprotect/weights/`` where a wheel puts it (pyproject's data-files). When neither
+    has it, the repository path, so the error names where it was expected."""
     repo = Path(__file__).resolve().parent.parent / "weights" / DEFAULT_WEIGHTS_NAME
-    if repo.exists():
-        return repo
-    return Path(str(resources.files("ucprotect").joinpath("weights", DEFAULT_WEIGHTS_NAME)))
+    for root in (repo.parent, *installed_weights_dirs()):
+        if (root / DEFAULT_WEIGHTS_NAME).exists():
+            return root / DEFAULT_WEIGHTS_NAME
+    return repo
+
+
+def installed_weights_dirs() -> list[Path]:
+    """Where pip puts a wheel's data files: the environment's prefix, or the user base for ``--user``."""
+    import site
+    import sys
+    import sysconfig
+
+    roots = [sysconfig.get_path("data"), sys.prefix, getattr(site, "USER_BASE", None)]
+    return list(dict.fromkeys(Path(r) / "share" / "ucprotect" / "weights" for r in roots if r))
 
 
 def save_weights(path: Path, generator, backbone: str, backbone_tensors: dict[str, torch.Tensor],
@@ -104,8 +116,9 @@ def load_weights(path: Path | None = None, device: str | torch.device = "cpu") -
     shipped = not path
     path = Path(path) if path else default_weights_path()
     if shipped and not path.exists():
-        raise WeightsError(f"{path}: the shipped weights are not installed (a non-editable 'pip install' does not "
-                           f"carry the repository's weights/ folder); install from a clone with 'pip install -e .', "
+        elsewhere = ", ".join(str(d) for d in installed_weights_dirs())
+        raise WeightsError(f"{path}: the shipped weights are missing (not there, nor in {elsewhere}); reinstall "
+                           f"ucprotect ('pip install -e .' from a clone keeps them in its weights/ folder), "
                            f"or pass --weights with the path of a .safetensors file")
     meta = read_metadata(path)
     try:
