@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import platform
 import sys
 import time
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ucprotect.cli.verify import make_protect_fn  # noqa: E402
 from ucprotect.engine import Protector, resolve_device  # noqa: E402
-from ucprotect.verify import PRESETS, verify_dataset  # noqa: E402
+from ucprotect.verify import PRESETS, CleanCache, cpu_name, verify_dataset  # noqa: E402
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
 
@@ -38,38 +37,6 @@ def run_done_printer(epochs: int, t0: float):
             print(f"<!-- run {name} done at {time.perf_counter() - t0:.0f} s: peak {max(accs[name]):.3f} -->", flush=True)
 
     return on_progress
-
-
-def cpu_name() -> str:
-    """The CPU's model name (bf16 numerics differ between CPUs with and without AMX)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown CPU")
-    return name + (" with AMX" if " amx_bf16" in info else "")
-
-
-class CleanCache(dict):
-    """Clean-baseline curves, written to ``path`` (JSON) as each is added, so that a later invocation on the
-    same data, recipe, machine, torch and device reuses them, even when this one is cut short."""
-
-    def __init__(self, path: Path | None, environment: str):
-        super().__init__()
-        self.path, self.environment = path, environment
-        if path is not None and path.exists():
-            data = json.loads(path.read_text())
-            if data.get("environment") == environment:
-                self.update(data["curves"])
-            else:
-                print(f"<!-- {path}: written under {data.get('environment')!r}, not {environment!r}: not used -->")
-
-    def __setitem__(self, key, curve) -> None:
-        super().__setitem__(key, curve)
-        if self.path is not None:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text(json.dumps({"environment": self.environment, "curves": dict(self)}, indent=1))
-            tmp.replace(self.path)
 
 
 def main() -> None:
@@ -117,7 +84,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     # one clean baseline per dataset x labels x recipe, shared by the grouping rows (and with --clean-cache,
     # by later invocations)
-    clean_cache = CleanCache(args.clean_cache, f"{cpu_name()}, torch {torch.__version__}, {victim_device}{gpu}")
+    clean_cache = CleanCache(args.clean_cache, victim_device)
+    if clean_cache.stale:
+        print(f"<!-- {args.clean_cache}: written under {clean_cache.stale!r}, not {clean_cache.environment!r}: not used -->")
     for data, (weights, protector), group_by, labels, super_groups in itertools.product(
             args.datasets, protectors.items(), args.group_by, args.labels, args.super_groups):
         if args.rows is not None and f"{group_by}/{labels}" not in args.rows:

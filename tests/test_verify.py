@@ -65,6 +65,38 @@ def test_clean_cache_is_shared_by_relative_and_absolute_paths(toy, monkeypatch):
     assert len(trained) == 3 and len(cache) == 1  # the protected run alone
 
 
+def test_clean_cache_file_reused_by_a_later_verify_and_checked(toy, monkeypatch):
+    """``verify --clean-cache F`` twice: the second run trains the protected victim only. A file from
+    another machine is not used; a file that is not a cache is refused by name, not overwritten."""
+    from typer.testing import CliRunner
+
+    from ucprotect import verify
+    from ucprotect.cli import app
+    from ucprotect.errors import DataError
+
+    trained = []
+    monkeypatch.setattr(verify, "train_victim", lambda *a, **k: trained.append(1) or [0.9, 0.5])
+    f = toy / "clean.json"
+    args = ["verify", str(toy / "data"), "--protected", str(toy / "same"), "--clean-cache", str(f), "--device", "cpu"]
+    for expected in (2, 3):
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+        assert len(trained) == expected
+    assert len(verify.CleanCache(f)) == 1
+
+    data = json.loads(f.read_text())
+    f.write_text(json.dumps({**data, "environment": "another machine"}))
+    other = verify.CleanCache(f)
+    assert other.stale == "another machine" and len(other) == 0
+
+    f.write_text('{"runs": []}')  # e.g. a --report file passed by mistake
+    with pytest.raises(DataError, match="clean.json: not a clean-run cache"):
+        verify.CleanCache(f)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 1 and "not a clean-run cache" in r.output and "Traceback" not in r.output
+    assert f.read_text() == '{"runs": []}'
+
+
 def test_split_deterministic_and_stratified():
     labels = [0] * 10 + [1] * 20
     a = stratified_split(labels, 0.2, seed=1)

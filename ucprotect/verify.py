@@ -334,6 +334,50 @@ class VerifyReport:
         return d
 
 
+def cpu_name() -> str:
+    """The CPU's model name (bf16 numerics differ between CPUs with and without AMX)."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown CPU"
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown CPU")
+    return name + (" with AMX" if " amx_bf16" in info else "")
+
+
+class CleanCache(dict):
+    """Clean-baseline curves kept in a JSON file, written as each is added, so that a later run on the same
+    data, recipe, machine, torch and device reuses them (a ResNet-18 clean run is ~10 min on a 2-core CPU).
+
+    Curves written under another environment are not used; ``stale`` then names that environment."""
+
+    def __init__(self, path: Path | None, device: torch.device | str = "cpu"):
+        super().__init__()
+        device = torch.device(device)
+        gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
+        self.path, self.environment, self.stale = path, f"{cpu_name()}, torch {torch.__version__}, {device}{gpu}", None
+        if path is None or not Path(path).exists():
+            return
+        try:
+            data = json.loads(Path(path).read_text())
+            environment, curves = data["environment"], dict(data["curves"])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise DataError(f"{path}: not a clean-run cache written by ucprotect ({type(e).__name__}: {e}); "
+                            f"pass the name of a new file, or of one an earlier run wrote") from None
+        if environment == self.environment:
+            self.update(curves)
+        else:
+            self.stale = environment
+
+    def __setitem__(self, key, curve) -> None:
+        super().__setitem__(key, curve)
+        if self.path is not None:
+            tmp = Path(self.path).with_name(Path(self.path).name + ".tmp")
+            tmp.write_text(json.dumps({"environment": self.environment, "curves": dict(self)}, indent=1))
+            tmp.replace(self.path)
+
+
 def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Path], Path], dict[Path, Path]] | None = None,
                    protected_dir: Path | None = None, labels: str = "folders", defenses: list[str] | None = None,
                    test_fraction: float = 0.2, max_per_class: int | None = None, text_encoder=None,

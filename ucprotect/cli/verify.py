@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._errors import handle_errors
-from ._options import BatchOpt, DeviceOpt, EpsilonOpt, ReportOpt, SeedOpt, WeightsOpt
+from ._options import DeviceOpt, EpsilonOpt, ReportOpt, SeedOpt, WeightsOpt
 
 if TYPE_CHECKING:
     from ..engine import Protector
@@ -65,10 +65,13 @@ def verify(
     seed: SeedOpt = 0,
     report: ReportOpt = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write accuracy curves and a sample strip to this PNG.")] = None,
+    clean_cache: Annotated[Optional[Path], typer.Option(
+        "--clean-cache", help="Keep the clean run's curve in this JSON file: later runs on the same data, recipe, "
+                              "machine and device reuse it instead of training it again.")] = None,
 ):
     """Train a victim on clean and on protected copies; report accuracy on clean test images."""
     from ..engine import Protector, resolve_device  # torch: at run time, not for --help
-    from ..verify import PRESETS, parse_defenses, verify_dataset, write_report_files
+    from ..verify import PRESETS, CleanCache, parse_defenses, verify_dataset, write_report_files
     console = Console(stderr=True)
     recipe = PRESETS["paper" if paper else "quick" if quick else "standard"]
     overrides = dict(victim=victim, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, bf16=bf16)
@@ -79,12 +82,20 @@ def verify(
     if protected is None:
         protect_fn = make_protect_fn(Protector.from_file(weights, device=device, epsilon=epsilon), group_by)
 
+    cache = None
+    if clean_cache is not None:
+        cache = CleanCache(clean_cache, resolve_device(device))
+        if cache.stale:
+            console.print(f"{clean_cache}: its clean runs were measured under {cache.stale}, not {cache.environment}; "
+                          f"training the clean run again (the file then holds this one instead)", highlight=False)
+
     def on_progress(name: str, epoch: int, acc: float) -> None:
         console.print(f"{name:24} epoch {epoch:3}/{recipe.epochs}  clean-test acc {acc:.3f}", highlight=False)
 
     result, samples = verify_dataset(data_dir, recipe, protect_fn=protect_fn, protected_dir=protected, labels=labels,
                                      defenses=parse_defenses(defense), test_fraction=test_fraction,
-                                     max_per_class=max_per_class, on_progress=on_progress, device=resolve_device(device))
+                                     max_per_class=max_per_class, on_progress=on_progress, device=resolve_device(device),
+                                     clean_cache=cache)
     table = Table(title=f"ucprotect verify: {data_dir} ({labels}, {result.num_classes} classes, "
                         f"victim {recipe.victim} {recipe.image_size}px {recipe.epochs} ep)")
     for col in ("run", "final acc", "peak acc", "chance", "score"):
