@@ -97,6 +97,29 @@ def test_clean_cache_file_reused_by_a_later_verify_and_checked(toy, monkeypatch)
     assert f.read_text() == '{"runs": []}'
 
 
+def test_protected_copies_deleted_unless_a_workdir_is_given(toy, monkeypatch, tmp_path):
+    """verify's own copies of the protected train split (up to ~100 MB) go once they are read."""
+    import shutil
+
+    from ucprotect import verify
+
+    monkeypatch.setattr(verify, "train_victim", lambda *a, **k: [0.5])
+    used = []
+
+    def protect_fn(paths, out_dir):
+        used.append(out_dir)
+        mapping = {p: out_dir / p.parent.name / p.name for p in paths}
+        for src, dst in mapping.items():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, dst)
+        return mapping
+
+    verify_dataset(toy / "data", RECIPE, protect_fn=protect_fn, test_fraction=0.3)
+    assert used[-1].name.startswith("ucprotect-verify-") and not used[-1].exists()
+    verify_dataset(toy / "data", RECIPE, protect_fn=protect_fn, test_fraction=0.3, workdir=tmp_path / "keep")
+    assert used[-1] == tmp_path / "keep" and len(list(used[-1].rglob("*.png"))) == 63
+
+
 def test_split_deterministic_and_stratified():
     labels = [0] * 10 + [1] * 20
     a = stratified_split(labels, 0.2, seed=1)

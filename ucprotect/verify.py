@@ -7,6 +7,7 @@ Score = (clean - protected) / (clean - chance), from peak-over-epochs accuracies
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -417,12 +418,14 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
         missing = [str(v) for v in mapping.values() if not v.exists()]
         if missing:
             raise DataError(f"--protected {protected_dir}: {len(missing)} protected copies missing, e.g. {missing[0]}")
+        train_prot = load_tensor([mapping[p] for p in train_paths], size)
     elif protect_fn is not None:
-        tmp = Path(workdir or tempfile.mkdtemp(prefix="ucprotect-verify-"))
-        mapping = protect_fn(train_paths, tmp)
+        # the protected copies are read into memory and then deleted, unless the caller asked for a workdir
+        with (contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(prefix="ucprotect-verify-")) as tmp:
+            mapping = protect_fn(train_paths, Path(tmp))
+            train_prot = load_tensor([mapping[p] for p in train_paths], size)
     else:
         raise ConfigError("verify needs weights to protect with, or --protected DIR")
-    train_prot = load_tensor([mapping[p] for p in train_paths], size)
     counts = torch.bincount(test_y, minlength=n_classes).float()
     report = VerifyReport(dataset=str(data_dir), labels=labels, num_classes=n_classes,
                           chance=float(counts.max() / counts.sum()), recipe=asdict(recipe),
