@@ -95,6 +95,8 @@ def test_clean_cache_file_reused_by_a_later_verify_and_checked(toy, monkeypatch)
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 1 and "not a clean-run cache" in r.output and "Traceback" not in r.output
     assert f.read_text() == '{"runs": []}'
+    with pytest.raises(DataError, match="its folder does not exist"):
+        verify.CleanCache(toy / "nowhere" / "clean.json")
 
 
 def test_protected_copies_deleted_unless_a_workdir_is_given(toy, monkeypatch, tmp_path):

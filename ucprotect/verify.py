@@ -358,6 +358,8 @@ class CleanCache(dict):
         device = torch.device(device)
         gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
         self.path, self.environment, self.stale = path, f"{cpu_name()}, torch {torch.__version__}, {device}{gpu}", None
+        if path is not None and not Path(path).parent.is_dir():  # found out now, not after a clean run
+            raise DataError(f"{path}: its folder does not exist; create it, or name a file in an existing folder")
         if path is None or not Path(path).exists():
             return
         try:
