@@ -357,13 +357,14 @@ class CleanCache(dict):
         super().__init__()
         device = torch.device(device)
         gpu = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""
-        self.path, self.environment, self.stale = path, f"{cpu_name()}, torch {torch.__version__}, {device}{gpu}", None
-        if path is not None and not Path(path).parent.is_dir():  # found out now, not after a clean run
+        self.path = path = None if path is None else Path(path)
+        self.environment, self.stale = f"{cpu_name()}, torch {torch.__version__}, {device}{gpu}", None
+        if path is not None and not path.parent.is_dir():  # found out now, not after a clean run
             raise DataError(f"{path}: its folder does not exist; create it, or name a file in an existing folder")
-        if path is None or not Path(path).exists():
+        if path is None or not path.exists():
             return
         try:
-            data = json.loads(Path(path).read_text())
+            data = json.loads(path.read_text())
             environment, curves = data["environment"], dict(data["curves"])
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
             raise DataError(f"{path}: not a clean-run cache written by ucprotect ({type(e).__name__}: {e}); "
@@ -376,7 +377,7 @@ class CleanCache(dict):
     def __setitem__(self, key, curve) -> None:
         super().__setitem__(key, curve)
         if self.path is not None:
-            tmp = Path(self.path).with_name(Path(self.path).name + ".tmp")
+            tmp = self.path.with_name(self.path.name + ".tmp")
             tmp.write_text(json.dumps({"environment": self.environment, "curves": dict(self)}, indent=1))
             tmp.replace(self.path)
 
