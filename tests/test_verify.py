@@ -199,3 +199,24 @@ def test_bf16_recipe_trains_in_bf16_on_the_cpu(monkeypatch):
         seen.clear()
         accs = verify.train_victim(x, y, x[:8], y[:8], 2, replace(recipe, bf16=bf16), "none")
         assert len(accs) == 1 and 0 <= accs[0] <= 1 and seen and set(seen) == {dtype}
+
+
+def test_victim_training_leaves_the_callers_cudnn_setting_alone():
+    """Victims switch cuDNN autotuning on for their fixed shapes on a GPU, and back off afterwards, even on error."""
+    from ucprotect.verify import _cudnn_autotune
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = False
+        with _cudnn_autotune(True):
+            assert torch.backends.cudnn.benchmark
+        assert not torch.backends.cudnn.benchmark
+        with pytest.raises(KeyboardInterrupt), _cudnn_autotune(True):
+            raise KeyboardInterrupt
+        assert not torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True  # a caller who turned it on keeps it on
+        with _cudnn_autotune(False):
+            assert torch.backends.cudnn.benchmark
+        assert torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.benchmark = before

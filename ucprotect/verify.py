@@ -203,6 +203,17 @@ def _augment(x: torch.Tensor, g: torch.Generator, heavy: bool) -> torch.Tensor:
     return x[tuple(t.to(x.device) for t in index)]
 
 
+@contextlib.contextmanager
+def _cudnn_autotune(on: bool):
+    """cuDNN autotuning for the victim's fixed shapes, switched back afterwards: the caller's setting is theirs."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
 def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, num_classes: int,
                  recipe: Recipe, defense: str = "none", on_epoch: Callable[[int, float], None] | None = None,
                  device: torch.device | str = "cpu") -> list[float]:
@@ -217,8 +228,6 @@ def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     if bf16:
         model = model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     train_x, train_y, test_x, test_y = (t.to(device) for t in (train_x, train_y, test_x, test_y))
     steps_per_epoch = max(1, (len(train_x) + recipe.batch_size - 1) // recipe.batch_size)
     opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, weight_decay=recipe.weight_decay, nesterov=True)
@@ -229,32 +238,33 @@ def train_victim(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Ten
     if gray_test:
         tx = grayscale(tx)
     accs = []
-    for epoch in range(recipe.epochs):
-        model.train()
-        perm = torch.randperm(len(train_x), generator=g)
-        for i in range(steps_per_epoch):
-            idx = perm[i * recipe.batch_size : (i + 1) * recipe.batch_size].to(device)
-            if len(idx) < 2:
-                continue
-            x = _augment(train_x[idx].float() / 255, g, heavy)
-            y = train_y[idx]
-            if mixup:
-                lam = float(np.random.default_rng(recipe.seed * 7919 + epoch * 1000 + i).beta(1.0, 1.0))
-                j = torch.randperm(len(idx), generator=g).to(device)
-                with autocast:
-                    out = model(lam * x + (1 - lam) * x[j])
-                    loss = lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[j])
-            else:
-                with autocast:
-                    loss = F.cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-        with autocast:
-            accs.append(evaluate(model, tx, test_y))
-        if on_epoch:
-            on_epoch(epoch + 1, accs[-1])
+    with _cudnn_autotune(device.type == "cuda"):
+        for epoch in range(recipe.epochs):
+            model.train()
+            perm = torch.randperm(len(train_x), generator=g)
+            for i in range(steps_per_epoch):
+                idx = perm[i * recipe.batch_size : (i + 1) * recipe.batch_size].to(device)
+                if len(idx) < 2:
+                    continue
+                x = _augment(train_x[idx].float() / 255, g, heavy)
+                y = train_y[idx]
+                if mixup:
+                    lam = float(np.random.default_rng(recipe.seed * 7919 + epoch * 1000 + i).beta(1.0, 1.0))
+                    j = torch.randperm(len(idx), generator=g).to(device)
+                    with autocast:
+                        out = model(lam * x + (1 - lam) * x[j])
+                        loss = lam * F.cross_entropy(out, y) + (1 - lam) * F.cross_entropy(out, y[j])
+                else:
+                    with autocast:
+                        loss = F.cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            with autocast:
+                accs.append(evaluate(model, tx, test_y))
+            if on_epoch:
+                on_epoch(epoch + 1, accs[-1])
     return accs
 
 
