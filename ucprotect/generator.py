@@ -4,7 +4,7 @@ Two registered architectures:
 
 * ``concept-texture`` (default). The embedding selects one of the concept keys (the vocabulary's text
   embeddings, nearest by cosine); each key owns a texture: a full-amplitude square-wave grating with its
-  own frequency (by default 12-24 cycles per image short side), orientation, phase and colour signs.
+  own frequency (by default 4-8 cycles per image short side), orientation, phase and colour signs.
   Frequencies are defined per short side, so a key draws the same pattern at any resolution; a grating
   is shift-invariant, so it survives any crop. This is the construction that protected in ../shared/PAPER.md
   (measurement 4: 0.78) and in benchmarks/results (0.82 on train/imagenette). 6 k parameters, rendered
@@ -46,8 +46,8 @@ class GeneratorConfig:
     num_keys: int = 1000  # concept-texture: one texture per vocabulary concept
     components: int = 1  # concept-texture: gratings per key (1 = the construction measured in PAPER.md; 2 = a plaid)
     coarse_factor: float = 1.0  # components 2: wave 0's band is the band x this (0.5: a coarse wave beside a fine one)
-    min_cycles: float = 12.0  # grating frequency range, in cycles per image short side (12-24 protected
-    max_cycles: float = 24.0  # more than 8-16 on every held-out set: benchmarks/results, sessions 8-9)
+    min_cycles: float = 4.0  # grating frequency range, in cycles per image short side (4-8 keeps most of a key
+    max_cycles: float = 8.0  # through blur and down-up at 64 px, where finer bands were erased: session 15)
     sharpness: float = 8.0  # tanh(sharpness * sin): ~square wave, differentiable; small = sine-like
     mask_floor: float = 1.0  # amplitude on perfectly flat areas (1.0 = no contrast masking)
     mask_ref: float = 0.08  # local std (in [0,1] units) at which full amplitude is reached
