@@ -141,3 +141,49 @@ def test_negative_super_groups_is_refused(tmp_path, protector):
     _images(tmp_path / "src" / "a", 1, 0)
     with pytest.raises(ConfigError, match="--super-groups -1"):
         protect_folder(tmp_path / "src", tmp_path / "out", protector, ProtectOptions(super_groups=-1))
+
+
+def _at_band(protector, lo, hi):
+    from dataclasses import replace
+
+    from ucprotect import Protector
+    from ucprotect.generator import create_generator
+
+    bundle = protector.bundle
+    generator = create_generator(replace(bundle.generator.config, min_cycles=lo, max_cycles=hi))
+    generator.load_state_dict(bundle.generator.state_dict())
+    return Protector(replace(bundle, generator=generator), device="cpu")
+
+
+def test_keys_file_of_the_same_tensors_in_another_band_is_refused(tmp_path, protector):
+    """v2 and v3 hold the same generator tensors and draw them at other frequencies: resuming a v2 output with
+    v3 would give one folder's photos two different textures, so the fingerprint counts the settings too."""
+    v2, v3 = _at_band(protector, 12.0, 24.0), _at_band(protector, 4.0, 8.0)
+    assert v2.weights_id != v3.weights_id and _at_band(protector, 4.0, 8.0).weights_id == v3.weights_id
+    src, out = tmp_path / "src", tmp_path / "out"
+    _images(src / "a", 1, 0)
+    _images(src / "b", 1, 1)
+    protect_folder(src, out, v2)
+    assert (out / KEYS_FILE_NAME).exists()
+    _images(src / "a", 1, 0, start=5)
+    with pytest.raises(ConfigError, match="other generator weights"):
+        protect_folder(src, out, v3)
+
+
+def test_keys_file_from_before_the_band_counted_resumes_at_v2s_band_only(tmp_path, protector):
+    """Files written before session 15 carry a tensors-only fingerprint; v2 (12-24 cycles) was shipped then, so
+    they continue under v2's band and are refused under any other (v3's 4-8)."""
+    v2, v3 = _at_band(protector, 12.0, 24.0), _at_band(protector, 4.0, 8.0)
+    assert v2.legacy_weights_ids and not v3.legacy_weights_ids and v2.legacy_weights_ids[0] != v2.weights_id
+    src, out = tmp_path / "src", tmp_path / "out"
+    _images(src / "a", 1, 0)
+    _images(src / "b", 1, 1)
+    protect_folder(src, out, v2)
+    keys = out / KEYS_FILE_NAME
+    data = json.loads(keys.read_text())
+    keys.write_text(json.dumps({**data, "weights_id": v2.legacy_weights_ids[0]}))  # as an older ucprotect wrote it
+    _images(src / "a", 1, 0, start=5)
+    with pytest.raises(ConfigError, match="other generator weights"):
+        protect_folder(src, out, v3)
+    resumed = protect_folder(src, out, v2)
+    assert resumed.count("done") == 1 and resumed.groups_new == 0

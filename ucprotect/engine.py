@@ -94,14 +94,27 @@ class Protector:
 
     @property
     def weights_id(self) -> str:
-        """A fingerprint of the generator's tensors: keys recorded for these textures fit no other weights."""
+        """A fingerprint of the generator's settings and tensors: keys recorded for these textures fit no other
+        weights. The settings count: v2 and v3 hold the same tensors and draw them in other bands."""
         if not hasattr(self, "_weights_id"):
-            h = hashlib.sha256()
-            for name, tensor in sorted(self.cpu_generator.state_dict().items()):
-                h.update(name.encode())
-                h.update(tensor.detach().float().contiguous().numpy().tobytes())
-            self._weights_id = h.hexdigest()[:16]
+            settings = json.dumps(self.cpu_generator.config.to_dict(), sort_keys=True).encode()
+            self._weights_id = self._fingerprint(settings)
         return self._weights_id
+
+    @property
+    def legacy_weights_ids(self) -> tuple[str, ...]:
+        """Fingerprints that keys files written before session 15 carry (tensors only) and that still mean these
+        textures: only at v2's band, 12-24 cycles, the shipped one then; at any other band such a file may have
+        been drawn at 12-24 and is refused."""
+        config = self.cpu_generator.config
+        return (self._fingerprint(b""),) if (config.min_cycles, config.max_cycles) == (12.0, 24.0) else ()
+
+    def _fingerprint(self, settings: bytes) -> str:
+        h = hashlib.sha256(settings)
+        for name, tensor in sorted(self.cpu_generator.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().float().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     @property
     def texture_similarity(self) -> torch.Tensor | None:
@@ -373,7 +386,7 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     record, keys_path = None, None
     if mode in ("folder", "cluster") and not opts.dry_run:
         keys_path = Path(opts.keys_file) if opts.keys_file else dst / KEYS_FILE_NAME
-        record = KeyRecord.load(keys_path, protector.weights_id)
+        record = KeyRecord.load(keys_path, protector.weights_id, protector.legacy_weights_ids)
         result.keys_file = str(keys_path)
     # Which photos need embeddings: folders not in the keys file at a fixed sample of each, clustering every
     # photo of the collection unless the keys file holds its clusters already (then the photos to protect),

@@ -40,8 +40,9 @@ class KeyRecord:
     cluster_shared: list[int] = field(default_factory=list)  # per cluster, -1: none
 
     @classmethod
-    def load(cls, path: Path, weights_id: str) -> "KeyRecord":
-        """The record at ``path``, or an empty one if there is none; refuses one made with other weights."""
+    def load(cls, path: Path, weights_id: str, legacy_ids: tuple[str, ...] = ()) -> "KeyRecord":
+        """The record at ``path``, or an empty one if there is none; refuses one made with other weights.
+        A file carrying one of ``legacy_ids`` (an older fingerprint of the same weights) is taken as this one."""
         path = Path(path)
         if not path.exists():
             return cls(weights_id)
@@ -63,6 +64,8 @@ class KeyRecord:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError(f"{path}: unreadable keys file ({e}); delete it to choose patterns afresh "
                               "(photos protected before may then get other patterns), or pass --keys with another path") from None
+        if record.weights_id in legacy_ids:
+            record.weights_id = weights_id  # a save (new groups) writes today's fingerprint
         if record.weights_id != weights_id:
             raise ConfigError(f"{path}: keys file was made with other generator weights; use the same --weights as before, "
                               "or pass --keys with a new path to start a separate set of patterns")
