@@ -148,7 +148,7 @@ def main() -> None:
                     help="each texture is the least alike among this many random candidates (16, as protect does among "
                          "the nearest concepts; the pool's size: the most spread set); several values: one row each")
     ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
-                    help="grating frequencies, cycles per short side (default: v1's 8 16; v2 ships 12 24)")
+                    help="grating frequencies, cycles per short side (default: v1's 8 16; v2 shipped 12 24, v3 ships 4 8)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(DATA, 150)

@@ -1,6 +1,6 @@
 """Which concept key each class folder draws on a seed's train split, and its grating frequency.
 
-    python benchmarks/folder_keys.py --datasets ../shared/data/eval/imagenette --seeds 0 1 --weights weights/ucprotect-conse-v2.safetensors band-8-16.safetensors
+    python benchmarks/folder_keys.py --datasets ../shared/data/eval/imagenette --seeds 0 1 --weights v2.safetensors band-8-16.safetensors
 
 ``efficacy.py --seed S`` protects only the seed's train split (80 %), so the folders' mean embeddings and hence
 their keys can move with the seed; this prints them (``protect --keys-only``, nothing is written but links),

