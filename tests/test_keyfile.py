@@ -187,3 +187,19 @@ def test_keys_file_from_before_the_band_counted_resumes_at_v2s_band_only(tmp_pat
         protect_folder(src, out, v3)
     resumed = protect_folder(src, out, v2)
     assert resumed.count("done") == 1 and resumed.groups_new == 0
+
+
+def test_save_merges_a_keys_file_that_still_carries_the_older_fingerprint(tmp_path):
+    """A save re-reads the file to keep keys another shard wrote meanwhile; a file still under the older
+    fingerprint of the same weights must be merged too, not replaced."""
+    from ucprotect.keyfile import KeyRecord
+
+    path = tmp_path / KEYS_FILE_NAME
+    path.write_text(json.dumps({"format": "ucprotect-keys", "weights_id": "old", "folders": {"a": 1}}))
+    record = KeyRecord.load(path, "new", ("old",))
+    path.write_text(json.dumps({"format": "ucprotect-keys", "weights_id": "old", "folders": {"a": 1, "x": 7}}))
+    record.folders["b"] = 2
+    record.save(path)
+    data = json.loads(path.read_text())
+    assert data["weights_id"] == "new" and data["folders"] == {"a": 1, "b": 2, "x": 7}
+    assert "legacy_ids" not in data

@@ -38,6 +38,7 @@ class KeyRecord:
     super_centroids: list[list[float]] = field(default_factory=list)  # folder super-groups, unit embeddings
     super_keys: list[int] = field(default_factory=list)
     cluster_shared: list[int] = field(default_factory=list)  # per cluster, -1: none
+    legacy_ids: tuple[str, ...] = field(default=(), repr=False)  # older fingerprints taken as ours (not saved)
 
     @classmethod
     def load(cls, path: Path, weights_id: str, legacy_ids: tuple[str, ...] = ()) -> "KeyRecord":
@@ -45,7 +46,7 @@ class KeyRecord:
         A file carrying one of ``legacy_ids`` (an older fingerprint of the same weights) is taken as this one."""
         path = Path(path)
         if not path.exists():
-            return cls(weights_id)
+            return cls(weights_id, legacy_ids=tuple(legacy_ids))
         try:
             data = json.loads(path.read_text())
             if data.get("format") != KEYS_FORMAT:
@@ -64,6 +65,7 @@ class KeyRecord:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError(f"{path}: unreadable keys file ({e}); delete it to choose patterns afresh "
                               "(photos protected before may then get other patterns), or pass --keys with another path") from None
+        record.legacy_ids = tuple(legacy_ids)
         if record.weights_id in legacy_ids:
             record.weights_id = weights_id  # a save (new groups) writes today's fingerprint
         if record.weights_id != weights_id:
@@ -78,7 +80,7 @@ class KeyRecord:
         path = Path(path)
         if path.exists():
             try:
-                other = KeyRecord.load(path, self.weights_id)
+                other = KeyRecord.load(path, self.weights_id, self.legacy_ids)
                 self.folders = {**self.folders, **other.folders}
                 self.shared = {**self.shared, **other.shared}
                 if other.centroids:
