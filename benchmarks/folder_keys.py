@@ -4,7 +4,10 @@
 
 ``efficacy.py --seed S`` protects only the seed's train split (80 %), so the folders' mean embeddings and hence
 their keys can move with the seed; this prints them (``protect --keys-only``, nothing is written but links),
-to tell a victim's seed-to-seed spread from the key draw's.
+to tell a victim's seed-to-seed spread from the key draw's. The last columns are how alike the drawn textures
+are (``texture_similarity``, max and mean over pairs of folders), as key choice sees them and with their colours
+left out (frequency and orientation only: what is left to tell them apart if a thief's JPEG or grayscale took
+the colours).
 """
 from __future__ import annotations
 
@@ -16,7 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import torch  # noqa: E402
+
 from ucprotect.engine import Protector, ProtectOptions, protect_folder  # noqa: E402
+from ucprotect.generator import grating_frequency_likeness  # noqa: E402
 from ucprotect.verify import link_split, load_class_folders, stratified_split  # noqa: E402
 
 
@@ -28,8 +34,8 @@ def main() -> None:
     ap.add_argument("--test-fraction", type=float, default=0.2, help="as verify's split (default 0.2)")
     args = ap.parse_args()
     protectors = {w: Protector.from_file(w, device="cpu") for w in args.weights}
-    print("| dataset | seed | weights | folder: key (cycles per short side) |")
-    print("|---|---|---|---|")
+    print("| dataset | seed | weights | folder: key (cycles per short side) | likeness max / mean | without colour |")
+    print("|---|---|---|---|---|---|")
     for data in args.datasets:
         for seed in args.seeds:
             ds = load_class_folders(data, None, seed)
@@ -38,10 +44,16 @@ def main() -> None:
                 src = link_split([ds.paths[i] for i in train_idx], ds.root, Path(tmp) / "train-split")
                 for n, (w, protector) in enumerate(protectors.items()):
                     result = protect_folder(src, Path(tmp) / f"out{n}", protector, ProtectOptions(group_by="folder", keys_only=True))
-                    cycles = protector.cpu_generator.cycles().detach()[:, 0]
+                    gen = protector.cpu_generator
+                    cycles = gen.cycles().detach()
                     keys = sorted({(r.group, r.key) for r in result.rows if r.key >= 0})
-                    cells = ", ".join(f"{g}: {k} ({float(cycles[k]):.1f})" for g, k in keys)
-                    print(f"| {data.name} | {seed} | {Path(w).stem if w else 'shipped'} | {cells} |", flush=True)
+                    cells = ", ".join(f"{g}: {k} ({float(cycles[k, 0]):.1f})" for g, k in keys)
+                    idx = torch.tensor(sorted({k for _, k in keys}))
+                    pairs = ~torch.eye(len(idx), dtype=torch.bool)
+                    full = gen.texture_similarity().detach()[idx][:, idx][pairs]
+                    bare = grating_frequency_likeness(cycles, gen.angle.detach()).amax(-1).amin(-1)[idx][:, idx][pairs]
+                    print(f"| {data.name} | {seed} | {Path(w).stem if w else 'shipped'} | {cells} | "
+                          f"{float(full.max()):.2f} / {float(full.mean()):.3f} | {float(bare.max()):.2f} / {float(bare.mean()):.3f} |", flush=True)
 
 
 if __name__ == "__main__":
