@@ -22,7 +22,6 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from ucprotect.engine import Protector, ProtectOptions, protect_folder  # noqa: E402
-from ucprotect.generator import grating_frequency_likeness  # noqa: E402
 from ucprotect.verify import link_split, load_class_folders, stratified_split  # noqa: E402
 
 
@@ -34,6 +33,9 @@ def main() -> None:
     ap.add_argument("--test-fraction", type=float, default=0.2, help="as verify's split (default 0.2)")
     args = ap.parse_args()
     protectors = {w: Protector.from_file(w, device="cpu") for w in args.weights}
+    # per weights file: cycles, and the key likeness with and without colours (K x K, the same for every seed)
+    tables = {w: (p.cpu_generator.cycles().detach(), p.cpu_generator.texture_similarity().detach(),
+                  p.cpu_generator.texture_similarity(colour=False).detach()) for w, p in protectors.items()}
     print("| dataset | seed | weights | folder: key (cycles per short side) | likeness max / mean | without colour |")
     print("|---|---|---|---|---|---|")
     for data in args.datasets:
@@ -44,14 +46,12 @@ def main() -> None:
                 src = link_split([ds.paths[i] for i in train_idx], ds.root, Path(tmp) / "train-split")
                 for n, (w, protector) in enumerate(protectors.items()):
                     result = protect_folder(src, Path(tmp) / f"out{n}", protector, ProtectOptions(group_by="folder", keys_only=True))
-                    gen = protector.cpu_generator
-                    cycles = gen.cycles().detach()
+                    cycles, likeness, likeness_bare = tables[w]
                     keys = sorted({(r.group, r.key) for r in result.rows if r.key >= 0})
                     cells = ", ".join(f"{g}: {k} ({float(cycles[k, 0]):.1f})" for g, k in keys)
                     idx = torch.tensor(sorted({k for _, k in keys}))
                     pairs = ~torch.eye(len(idx), dtype=torch.bool)
-                    full = gen.texture_similarity().detach()[idx][:, idx][pairs]
-                    bare = grating_frequency_likeness(cycles, gen.angle.detach()).amax(-1).amin(-1)[idx][:, idx][pairs]
+                    full, bare = likeness[idx][:, idx][pairs], likeness_bare[idx][:, idx][pairs]
                     print(f"| {data.name} | {seed} | {Path(w).stem if w else 'shipped'} | {cells} | "
                           f"{float(full.max()):.2f} / {float(full.mean()):.3f} | {float(bare.max()):.2f} / {float(bare.mean()):.3f} |", flush=True)
 

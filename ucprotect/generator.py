@@ -351,7 +351,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
         return PeriodicTexture(wave[:, None] * colour[None, :], np.stack(y_phases), np.stack(x_phases))
 
     @torch.no_grad()
-    def texture_similarity(self, rel_width: float = KEY_LIKENESS_REL_WIDTH, mirror: bool = True) -> torch.Tensor:
+    def texture_similarity(self, rel_width: float = KEY_LIKENESS_REL_WIDTH, mirror: bool = True,
+                           colour: bool = True) -> torch.Tensor:
         """How alike two keys' textures look to a model that sees them at random shifts (K x K, in [0, 1]).
 
         Two gratings are told apart by their frequency vectors (v and -v are the same grating) and their
@@ -360,12 +361,16 @@ class ConceptTextureGenerator(_KeyedGenerator):
         with a width of ``rel_width`` of the frequency. With ``mirror``, a grating also matches the other's
         left-right mirror image (angle pi - a): nearly every training recipe flips images at random, so a
         victim sees both and cannot tell 30 degrees from 150. Used to give the groups of one collection
-        textures that differ (grouping.assign_distinct).
+        textures that differ (grouping.assign_distinct). Without ``colour``, frequencies and orientations only:
+        what is left to tell keys apart once a thief's grayscale (or JPEG) took the colours.
         """
         freq = grating_frequency_likeness(self.cycles(), self.angle, rel_width, mirror)  # K x K x J x J
-        col = F.normalize(torch.tanh(self.colour[:, 0]), dim=-1)  # K x 3: a plaid takes wave 0's colours
         # a plaid looks like another when each of its waves matches one of the other's (one wave: that wave)
-        return freq.amax(-1).amin(-1) * (col @ col.T).abs()
+        freq = freq.amax(-1).amin(-1)
+        if not colour:
+            return freq
+        col = F.normalize(torch.tanh(self.colour[:, 0]), dim=-1)  # K x 3: a plaid takes wave 0's colours
+        return freq * (col @ col.T).abs()
 
     @property
     def uses_pixels(self) -> bool:

@@ -44,9 +44,9 @@ class KeyRecord:
     def load(cls, path: Path, weights_id: str, legacy_ids: tuple[str, ...] = ()) -> "KeyRecord":
         """The record at ``path``, or an empty one if there is none; refuses one made with other weights.
         A file carrying one of ``legacy_ids`` (an older fingerprint of the same weights) is taken as this one."""
-        path = Path(path)
+        path, legacy_ids = Path(path), tuple(legacy_ids)
         if not path.exists():
-            return cls(weights_id, legacy_ids=tuple(legacy_ids))
+            return cls(weights_id, legacy_ids=legacy_ids)
         try:
             data = json.loads(path.read_text())
             if data.get("format") != KEYS_FORMAT:
@@ -65,7 +65,7 @@ class KeyRecord:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise ConfigError(f"{path}: unreadable keys file ({e}); delete it to choose patterns afresh "
                               "(photos protected before may then get other patterns), or pass --keys with another path") from None
-        record.legacy_ids = tuple(legacy_ids)
+        record.legacy_ids = legacy_ids
         if record.weights_id in legacy_ids:
             record.weights_id = weights_id  # a save (new groups) writes today's fingerprint
         if record.weights_id != weights_id:
