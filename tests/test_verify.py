@@ -139,7 +139,7 @@ def test_cluster_labels_deterministic():
     assert len(set(a)) == 3 and a[0] == 0
 
 
-@pytest.mark.parametrize("defense", ["jpeg:30", "grayscale", "blur:1.0", "downup:0.5"])
+@pytest.mark.parametrize("defense", ["jpeg:30", "jpeg:30:444", "grayscale", "blur:1.0", "downup:0.5"])
 def test_defenses_change_images(defense):
     rng = np.random.default_rng(0)
     x = torch.from_numpy((rng.random((2, 3, 32, 32)) * 255).astype(np.uint8))
@@ -148,6 +148,32 @@ def test_defenses_change_images(defense):
     assert (y.float() - x.float()).abs().mean() > 1
     if defense == "grayscale":
         assert torch.equal(y[:, 0], y[:, 1])
+
+
+def test_jpeg_444_keeps_chroma_detail_that_420_averages_away():
+    # a one-pixel red/green checkerboard: 4:2:0 keeps a quarter-resolution chroma plane, 4:4:4 all of it
+    x = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    checker = (torch.arange(32)[:, None] + torch.arange(32)[None, :]) % 2 == 0
+    x[0, 0][checker], x[0, 1][~checker] = 200, 200
+    err = {s: (apply_defense(f"jpeg:95{s}", x).float() - x.float()).abs().mean() for s in ("", ":420", ":444")}
+    assert err[""] == err[":420"] and err[":444"] < err[":420"] / 2
+
+
+def test_defense_names_are_checked_and_extra_defenses_register():
+    from ucprotect.errors import ConfigError
+    from ucprotect.verify import parse_defenses, register_defense
+
+    for bad in ("jpeg:75:422", "sharpen", "blur:x"):
+        with pytest.raises((ConfigError, ValueError)):
+            parse_defenses([bad])
+    from ucprotect import verify
+
+    register_defense("negate", lambda images, arg: 255 - images)
+    try:
+        assert parse_defenses(["negate"]) == ["negate"]
+        assert torch.equal(apply_defense("negate", torch.zeros(1, 3, 2, 2, dtype=torch.uint8)), torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))
+    finally:
+        verify._EXTRA_DEFENSES.pop("negate")
 
 
 def test_heavy_augmentation_crops_jitters_and_cuts_out():

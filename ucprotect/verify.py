@@ -125,13 +125,29 @@ def load_tensor(paths: list[Path], size: int) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- defences
 
 
-def jpeg(images: torch.Tensor, quality: int = 75) -> torch.Tensor:
+def jpeg(images: torch.Tensor, quality: int = 75, subsampling: str = "420") -> torch.Tensor:
+    """JPEG round trip per image; ``subsampling`` "420" (Pillow's default below quality 100) or "444" (full-
+    resolution chroma, as some editors save at high quality)."""
+    if subsampling not in _SUBSAMPLING:
+        raise ConfigError(f"jpeg chroma subsampling {subsampling!r}; valid: {', '.join(_SUBSAMPLING)} (e.g. jpeg:75:444)")
     out = []
     for img in images:
         buf = io.BytesIO()
-        Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality)
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality,
+                                                           subsampling=_SUBSAMPLING[subsampling])
         out.append(torch.from_numpy(np.array(Image.open(buf).convert("RGB"))).permute(2, 0, 1))
     return torch.stack(out)
+
+
+_SUBSAMPLING = {"420": 2, "444": 0}  # Pillow's codes
+
+# Extra defences by name (fn: uint8 N x 3 x H x W -> same), for diagnostics that benchmarks add; not CLI options.
+_EXTRA_DEFENSES: dict[str, Callable[[torch.Tensor, str], torch.Tensor]] = {}
+
+
+def register_defense(name: str, fn: Callable[[torch.Tensor, str], torch.Tensor]) -> None:
+    """Make ``name[:ARG]`` a defence: ``fn(images, ARG)`` transforms the uint8 training images once."""
+    _EXTRA_DEFENSES[name] = fn
 
 
 def _float_op(images: torch.Tensor, fn) -> torch.Tensor:
@@ -142,7 +158,8 @@ def apply_defense(name: str, images: torch.Tensor) -> torch.Tensor:
     """Transform the (protected) training images once, as the thief would before training."""
     kind, _, arg = name.partition(":")
     if kind == "jpeg":
-        return jpeg(images, int(arg or 75))
+        quality, _, subsampling = arg.partition(":")
+        return jpeg(images, int(quality or 75), subsampling or "420")
     if kind == "grayscale":
         return _float_op(images, grayscale)
     if kind == "blur":
@@ -153,7 +170,9 @@ def apply_defense(name: str, images: torch.Tensor) -> torch.Tensor:
         return _float_op(images, lambda x: down_up(x, float(arg or 0.5)))
     if kind in ("heavyaug", "mixup", "none"):
         return images  # applied during training
-    raise ConfigError(f"unknown defence {name!r}; valid: {', '.join(DEFENSES)} (jpeg:Q, blur:SIGMA, downup:FACTOR)")
+    if kind in _EXTRA_DEFENSES:
+        return _EXTRA_DEFENSES[kind](images, arg)
+    raise ConfigError(f"unknown defence {name!r}; valid: {', '.join(DEFENSES)} (jpeg:Q or jpeg:Q:444, blur:SIGMA, downup:FACTOR)")
 
 
 def parse_defenses(values: list[str]) -> list[str]:
@@ -164,7 +183,7 @@ def parse_defenses(values: list[str]) -> list[str]:
             if item == "all":
                 out += ["jpeg:75", "grayscale", "blur:1.0", "downup:0.5", "heavyaug", "mixup"]
             elif item:
-                apply_defense(item, torch.zeros(0, 3, 8, 8, dtype=torch.uint8)) if item.split(":")[0] not in ("jpeg",) else None
+                apply_defense(item, torch.zeros(0, 3, 8, 8, dtype=torch.uint8))  # checks the name and argument
                 out.append(item)
     return out
 

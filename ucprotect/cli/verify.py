@@ -48,7 +48,7 @@ def verify(
     protected: Annotated[Optional[Path], typer.Option(help="Already protected copy of DATA_DIR (same relative paths).")] = None,
     group_by: Annotated[str, typer.Option(help="Grouping used when protecting the train split.")] = "folder",
     labels: Annotated[str, typer.Option(help="folders, or clusters:N (label-agnostic).")] = "folders",
-    defense: Annotated[list[str], typer.Option("--defense", help="jpeg[:Q], grayscale, blur[:S], downup[:F], heavyaug, mixup, all.")] = [],
+    defense: Annotated[list[str], typer.Option("--defense", help="jpeg[:Q[:444]], grayscale, blur[:S], downup[:F], heavyaug, mixup, all.")] = [],
     victim: Annotated[Optional[str], typer.Option(help="resnet18, mobilenetv2, vit-tiny or small-cnn.")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Victim input size.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
