@@ -9,6 +9,7 @@ Rows: dataset x grouping x labels x defence -> clean peak acc, protected peak ac
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import platform
 import sys
@@ -23,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ucprotect.cli.verify import make_protect_fn  # noqa: E402
 from ucprotect.engine import Protector, resolve_device  # noqa: E402
 from ucprotect.verify import PRESETS, CleanCache, cpu_name, verify_dataset  # noqa: E402
+from ucprotect.weights import default_weights_path  # noqa: E402
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
 
@@ -37,6 +39,16 @@ def run_done_printer(epochs: int, t0: float):
             print(f"<!-- run {name} done at {time.perf_counter() - t0:.0f} s: peak {max(accs[name]):.3f} -->", flush=True)
 
     return on_progress
+
+
+def protected_id(weights: str | None, group_by: str, super_groups: int) -> str:
+    """What makes the protected copies: the weights' bytes, the grouping and ucprotect's source (any code change
+    makes the cached undefended run stale, so it is trained again)."""
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1] / "ucprotect"
+    for path in [Path(weights) if weights else default_weights_path()] + sorted(package.rglob("*.py")):
+        h.update(path.read_bytes())
+    return f"{h.hexdigest()[:16]} {group_by} {super_groups}"
 
 
 def main() -> None:
@@ -60,8 +72,9 @@ def main() -> None:
                     help="protect's --super-groups, one row each (0, the default: one-level textures)")
     ap.add_argument("--seed", type=int, default=None, help="victim init, image sample and split (default: the recipe's, 0)")
     ap.add_argument("--clean-cache", type=Path, default=None, metavar="FILE",
-                    help="keep clean-baseline curves in this JSON file, so later invocations on the same data, recipe, "
-                         "machine, torch and device reuse them (a ResNet-18 clean run is ~14 min on a 2-core CPU)")
+                    help="keep clean-baseline and undefended protected curves in this JSON file, so later invocations on "
+                         "the same data, recipe, weights, code, machine, torch and device reuse them (a ResNet-18 run "
+                         "is ~10 min on a 2-core CPU)")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                     help="victim precision (default: bf16 on CUDA only; --bf16 on a CPU with AMX is ~4x faster)")
     args = ap.parse_args()
@@ -99,7 +112,8 @@ def main() -> None:
         t0 = time.perf_counter()
         report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, super_groups),
                                    labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache,
-                                   device=victim_device, on_progress=run_done_printer(recipe.epochs, t0))
+                                   device=victim_device, on_progress=run_done_printer(recipe.epochs, t0),
+                                   protected_id=protected_id(weights, group_by, super_groups))
         clean = report.run("clean").peak
         for r in report.runs[1:]:
             print(f"| {Path(data).name} | {grouping} | {labels} | {r.name} | {clean:.3f} | {r.peak:.3f} | "

@@ -63,6 +63,15 @@ def test_clean_cache_is_shared_by_relative_and_absolute_paths(toy, monkeypatch):
     monkeypatch.chdir(toy)
     verify_dataset(Path("data"), RECIPE, protected_dir=toy / "same", test_fraction=0.3, clean_cache=cache)
     assert len(trained) == 3 and len(cache) == 1  # the protected run alone
+    # with an id for the protected copies, the undefended protected run is kept as well, one per id
+    run = lambda pid, defenses=(): verify_dataset(Path("data"), RECIPE, protected_dir=toy / "same", test_fraction=0.3,
+                                                  clean_cache=cache, protected_id=pid, defenses=list(defenses))
+    run("weights-a")
+    assert len(trained) == 4 and len(cache) == 2
+    report, _ = run("weights-a", ["grayscale"])  # trains the defence run only
+    assert len(trained) == 5 and [r.name for r in report.runs] == ["clean", "protected", "protected+grayscale"]
+    run("weights-b")
+    assert len(trained) == 6 and len(cache) == 3
 
 
 def test_clean_cache_file_reused_by_a_later_verify_and_checked(toy, monkeypatch):

@@ -415,12 +415,14 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
                    protected_dir: Path | None = None, labels: str = "folders", defenses: list[str] | None = None,
                    test_fraction: float = 0.2, max_per_class: int | None = None, text_encoder=None,
                    on_progress: Callable[[str, int, float], None] | None = None, workdir: Path | None = None,
-                   clean_cache: dict | None = None, device: torch.device | str = "cpu") -> tuple[VerifyReport, dict]:
+                   clean_cache: dict | None = None, device: torch.device | str = "cpu",
+                   protected_id: str | None = None) -> tuple[VerifyReport, dict]:
     """Run the whole comparison. ``protect_fn(train_paths, out_dir) -> {input: output}`` makes protected
     copies; or pass ``protected_dir`` holding copies at the same relative paths. Returns the report and
     the tensors used for the sample strip. Victims train on ``device``. ``clean_cache`` (a dict the caller
     keeps) lets several runs on the same data, labels and recipe share one clean-baseline training run (the
-    benchmark's rows)."""
+    benchmark's rows); with ``protected_id`` (what makes the protected copies: weights, grouping, code) it keeps
+    the undefended protected run too, so that a later invocation with other defences trains only those."""
     t0 = time.perf_counter()
     ds = load_class_folders(data_dir, max_per_class, recipe.seed)
     if labels == "folders":
@@ -467,14 +469,18 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
     # the resolved path: the same folder named relatively or absolutely is the same clean run
     clean_key = json.dumps([str(Path(data_dir).resolve()), labels, test_fraction, max_per_class, asdict(recipe)],
                            sort_keys=True)
+    cache_keys = {"clean": clean_key}
+    if protected_id is not None:
+        cache_keys["protected"] = json.dumps([clean_key, protected_id])
     for name, xs, defense in plan:
-        if name == "clean" and clean_cache is not None and clean_key in clean_cache:
-            report.runs.append(RunResult(name, list(clean_cache[clean_key])))
+        key = cache_keys.get(name) if clean_cache is not None else None
+        if key is not None and key in clean_cache:
+            report.runs.append(RunResult(name, list(clean_cache[key])))
             continue
         cb = (lambda e, a, n=name: on_progress(n, e, a)) if on_progress else None
         report.runs.append(RunResult(name, train_victim(xs, train_y, test_x, test_y, n_classes, recipe, defense, cb, device)))
-        if name == "clean" and clean_cache is not None:
-            clean_cache[clean_key] = report.runs[-1].accuracy
+        if key is not None:
+            clean_cache[key] = report.runs[-1].accuracy
     report.seconds = time.perf_counter() - t0
     return report, {"clean": train_clean[:6], "protected": train_prot[:6]}
 
