@@ -3,11 +3,14 @@
     python benchmarks/rescale_weights.py 12 24 runs/v2.safetensors --weights runs/v1.safetensors
     python benchmarks/rescale_weights.py 4 8 weights/ucprotect-conse-v3.safetensors --weights runs/v2.safetensors
     python benchmarks/rescale_weights.py 12 24 v2.safetensors      # v2's band again, from the shipped weights
+    python benchmarks/rescale_weights.py 4 8 sine-4-8.safetensors --sharpness 1   # v3's band, a sine-like profile
 
 Every key keeps its texture's orientation, phase and colour signs and its place within the band (the
 frequency logits are unchanged); only ``min_cycles``/``max_cycles`` change. A band that is the source's
 times a factor (12-24 = 8-16 x 1.5) scales every frequency alike, and the texture likeness is scale-free,
 so collections draw exactly the keys they draw with the source file: what differs is the band alone.
+``--sharpness S`` also sets the wave's profile, tanh(S sin) scaled to peak 1 (8: ~square, the shipped; 1: ~sine);
+key choice does not depend on it.
 """
 from __future__ import annotations
 
@@ -29,15 +32,18 @@ def main() -> None:
     ap.add_argument("max_cycles", type=float)
     ap.add_argument("out", type=Path)
     ap.add_argument("--weights", type=Path, default=None, help="source file (default: the shipped weights)")
+    ap.add_argument("--sharpness", type=float, default=None, help="wave profile (default: the source's)")
     args = ap.parse_args()
     src = load_weights(args.weights)
-    generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles))
+    sharpness = src.config.sharpness if args.sharpness is None else args.sharpness
+    generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles,
+                                         sharpness=sharpness))
     generator.load_state_dict(src.generator.state_dict())
     # save_weights writes format, version, generator config, backbone and vocabulary over the source's
     save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, src.metadata)
     before, after = src.generator.texture_similarity(), generator.texture_similarity()
     cycles = generator.cycles().detach()
-    print(f"{args.out}: {float(cycles.min()):.2f}-{float(cycles.max()):.2f} cycles; "
+    print(f"{args.out}: {float(cycles.min()):.2f}-{float(cycles.max()):.2f} cycles, sharpness {sharpness:g}; "
           f"largest change in texture likeness {float((before - after).abs().max()):.1e}")
 
 
