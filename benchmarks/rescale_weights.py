@@ -4,13 +4,15 @@
     python benchmarks/rescale_weights.py 4 8 weights/ucprotect-conse-v3.safetensors --weights runs/v2.safetensors
     python benchmarks/rescale_weights.py 12 24 v2.safetensors      # v2's band again, from the shipped weights
     python benchmarks/rescale_weights.py 4 8 sine-4-8.safetensors --sharpness 1   # v3's band, a sine-like profile
+    python benchmarks/rescale_weights.py 4 8 split.safetensors --luma-factor 3   # chroma at 4-8, grey at 12-24
 
 Every key keeps its texture's orientation, phase and colour signs and its place within the band (the
 frequency logits are unchanged); only ``min_cycles``/``max_cycles`` change. A band that is the source's
 times a factor (12-24 = 8-16 x 1.5) scales every frequency alike, and the texture likeness is scale-free,
 so collections draw exactly the keys they draw with the source file: what differs is the band alone.
 ``--sharpness S`` also sets the wave's profile, tanh(S sin) scaled to peak 1 (8: ~square, the shipped; 1: ~sine);
-key choice does not depend on it.
+key choice does not depend on it. ``--luma-factor F`` makes split textures: each key's wave in chrominance only at the
+band, beside the same wave at F x its frequency in luminance only, at half amplitude each (key choice unchanged).
 """
 from __future__ import annotations
 
@@ -33,11 +35,13 @@ def main() -> None:
     ap.add_argument("out", type=Path)
     ap.add_argument("--weights", type=Path, default=None, help="source file (default: the shipped weights)")
     ap.add_argument("--sharpness", type=float, default=None, help="wave profile (default: the source's)")
+    ap.add_argument("--luma-factor", type=float, default=None, help="split textures (default: the source's)")
     args = ap.parse_args()
     src = load_weights(args.weights)
     sharpness = src.config.sharpness if args.sharpness is None else args.sharpness
     generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles,
-                                         sharpness=sharpness))
+                                         sharpness=sharpness,
+                                         luma_factor=src.config.luma_factor if args.luma_factor is None else args.luma_factor))
     generator.load_state_dict(src.generator.state_dict())
     # save_weights writes format, version, generator config, backbone and vocabulary over the source's
     save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, src.metadata)

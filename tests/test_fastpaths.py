@@ -54,6 +54,33 @@ def test_periodic_form_renders_two_scale_plaids():
         assert float(err.max()) < 0.15 and float((err > 1 / 16).float().mean()) < 0.01
 
 
+def test_split_textures_carry_the_band_in_chrominance_and_luma_factor_x_in_grey():
+    gen = create_generator(GeneratorConfig(seed=3, luma_factor=3.0))
+    keys = torch.arange(1000)
+    chroma = gen.chroma_colours(keys).detach()
+    luma_weights = torch.tensor([0.299, 0.587, 0.114])
+    assert float((chroma @ luma_weights).abs().max()) < 1e-5 and torch.allclose(chroma.abs().amax(-1), torch.ones(1000))
+    h, w = 96, 128
+    with torch.no_grad():
+        dense = gen.render(torch.tensor([0, 17, 999]), h, w)
+    assert float(dense.abs().max()) <= 1.0 + 1e-6  # half chroma + half grey stays within the budget
+    luma = (dense * luma_weights.view(1, 3, 1, 1)).sum(1)
+    for i, key in enumerate((0, 17, 999)):
+        # the luminance is the grey wave alone: its spectrum peaks at luma_factor x the key's frequency
+        spectrum = torch.fft.rfft2(luma[i]).abs()
+        spectrum[0, 0] = 0
+        fy, fx = divmod(int(spectrum.argmax()), spectrum.shape[1])
+        fy = fy if fy <= h // 2 else fy - h
+        peak_cycles = float(torch.hypot(torch.tensor(fy / h), torch.tensor(fx / w))) * min(h, w)
+        assert abs(peak_cycles - 3 * float(gen.cycles()[key, 0].detach())) < 1.5
+        texture = gen.periodic_form(key, h, w)
+        err = (dense[i] - texture.table[torch.from_numpy(texture.index())].permute(2, 0, 1)).abs()
+        assert float(err.max()) < 0.1 and float((err > 1 / 16).float().mean()) < 0.01
+    assert gen.periodic_form(0, 32, 32, shared=5) is None
+    with pytest.raises(Exception, match="super-groups"):
+        gen.render(torch.tensor([0]), 8, 8, shared=torch.tensor([5]))
+
+
 def test_periodic_form_declines_what_it_cannot_render():
     assert create_generator(GeneratorConfig(components=3)).periodic_form(0, 32, 32) is None
     assert create_generator(GeneratorConfig(components=2)).periodic_form(0, 32, 32, shared=5) is None

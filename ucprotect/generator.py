@@ -13,7 +13,9 @@ Two registered architectures:
   and the key's own, so that groups a thief may merge into one class share half their pattern
   (grouping.py; benchmarks/families.py ``hier``). ``components=2`` makes each key a plaid of two waves,
   with ``coarse_factor`` 0.5 a coarse one beside the fine one (a candidate against blur that lost held out:
-  JPEG 75 erased it; benchmarks/results, session 11).
+  JPEG 75 erased it; benchmarks/results, session 11). ``luma_factor`` > 0 splits each key across colour
+  space: its wave in chrominance only, beside the same wave at ``luma_factor`` x the frequency in grey (a
+  candidate against JPEG's chroma subsampling and blur at once; benchmarks/results, session 17).
 * ``resnet``: the paper's design scaled down: conv encoder, the embedding broadcast and concatenated
   at the bottleneck, residual blocks, transposed-conv decoder, tanh. Runs at a working resolution and
   its output is resized to the photo.
@@ -49,6 +51,8 @@ class GeneratorConfig:
     min_cycles: float = 4.0  # grating frequency range, in cycles per image short side (4-8 keeps most of a key
     max_cycles: float = 8.0  # through blur and down-up at 64 px, where finer bands were erased: session 15)
     sharpness: float = 8.0  # tanh(sharpness * sin): ~square wave, differentiable; small = sine-like
+    luma_factor: float = 0.0  # > 0: a split texture, the key's wave in chrominance only beside its wave at this many
+    # times the frequency in luminance only (grey), each at half amplitude; 0: one wave in the key's colours
     mask_floor: float = 1.0  # amplitude on perfectly flat areas (1.0 = no contrast masking)
     mask_ref: float = 0.08  # local std (in [0,1] units) at which full amplitude is reached
     work_size: int = 224  # short side the image branch runs at
@@ -277,6 +281,16 @@ class ConceptTextureGenerator(_KeyedGenerator):
             cyc = cyc * cyc.new_tensor([c.coarse_factor] + [1.0] * (c.components - 1))
         return cyc
 
+    def chroma_colours(self, keys: torch.Tensor) -> torch.Tensor:
+        """B x 3 zero-luminance colours of keys' waves (split textures), peak channel +-1: the key's colour signs
+        less their luminance (blue-yellow for (1, 1, -1), red-cyan for (-1, 1, 1)); grey keys take magenta-green."""
+        v = torch.tanh(self.colour[keys][:, 0])
+        luma = v.new_tensor([0.299, 0.587, 0.114])
+        v = v - (v @ luma)[:, None]
+        magenta_green = v.new_tensor([1.0, -(0.299 + 0.114) / 0.587, 1.0])
+        v = torch.where((v.abs().amax(-1, keepdim=True) < 0.5), magenta_green, v)
+        return v / v.abs().amax(-1, keepdim=True)
+
     def render(self, keys: torch.Tensor, height: int, width: int, offset: tuple[float, float] = (0.0, 0.0),
                scale: float = 1.0, shared: torch.Tensor | None = None) -> torch.Tensor:
         """Textures (B x 3 x H x W, in [-1, 1]) of ``keys`` for an image of the given size.
@@ -292,8 +306,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
         ys = ((torch.arange(height, device=dev, dtype=torch.float32) + 0.5) / short) * scale + offset[0]
         xs = ((torch.arange(width, device=dev, dtype=torch.float32) + 0.5) / short) * scale + offset[1]
 
-        def sine(k: torch.Tensor) -> torch.Tensor:  # B x J x H x W
-            cyc, ang = self.cycles()[k], self.angle[k]
+        def sine(k: torch.Tensor, factor: float = 1.0) -> torch.Tensor:  # B x J x H x W
+            cyc, ang = self.cycles()[k] * factor, self.angle[k]
             fy = (2 * math.pi * cyc * torch.sin(ang))[..., None, None]  # B x J x 1 x 1
             fx = (2 * math.pi * cyc * torch.cos(ang))[..., None, None]
             # (fy*y) + (fx*x + phase): one broadcast add over the image instead of two
@@ -301,11 +315,17 @@ class ConceptTextureGenerator(_KeyedGenerator):
 
         sharp = self.config.sharpness
         two = shared is not None and bool((shared >= 0).any())
+        if two and self.config.luma_factor > 0:
+            raise ConfigError("split (luma_factor) textures have no two-level form: protect without --super-groups")
         if two:
             colour_keys = torch.where(shared >= 0, shared, keys)
             arg = sine(keys)[:, :1] + torch.where((shared >= 0)[:, None, None, None], sine(shared.clamp(min=0))[:, :1], 0.0)
             wave = torch.tanh(arg.mul_(sharp))
             colour = torch.tanh(self.colour[colour_keys][:, :1]) / math.tanh(sharp)
+        elif self.config.luma_factor > 0:  # split: chrominance at the band, grey at luma_factor x the band
+            square = lambda arg: torch.tanh(arg.mul_(sharp)) / math.tanh(sharp)
+            chroma = self.chroma_colours(keys)[..., None, None]  # B x 3 x 1 x 1
+            return 0.5 * square(sine(keys)) * chroma + 0.5 * square(sine(keys, self.config.luma_factor))
         elif self.config.components > 1:  # a plaid: the square wave of the waves' sum, in wave 0's colours
             wave = torch.tanh(sine(keys).sum(1, keepdim=True).mul_(sharp))
             colour = torch.tanh(self.colour[keys][:, :1]) / math.tanh(sharp)
@@ -326,16 +346,22 @@ class ConceptTextureGenerator(_KeyedGenerator):
         """
         if not self.has_periodic_form or (shared >= 0 and self.config.components > 1):
             return None
+        split = self.config.luma_factor > 0
+        if split and shared >= 0:
+            return None
         if self.config.components == 2:  # (key, wave) pairs
             waves = [(key, 0), (key, 1)]
+        elif split:  # the wave, then the same wave at luma_factor x its frequency
+            waves = [(key, 0), (key, 0)]
         else:
             waves = [(key, 0)] if shared < 0 else [(shared, 0), (key, 0)]
         bins = bins or (4096 if len(waves) == 1 else 512)
         short = min(height, width)
         cycles = self.cycles()  # once per photo, not once per wave
         y_phases, x_phases = [], []
-        for k, j in waves:
+        for i, (k, j) in enumerate(waves):
             cyc, ang, phase = (float(v[k, j]) for v in (cycles, self.angle, self.phase))
+            cyc *= self.config.luma_factor if split and i == 1 else 1.0
             # phase in bins: bins * (cyc * (sin(ang) * y' + cos(ang) * x') + phase / 2 pi), y' = (y + 0.5) / short
             y_phase = (np.arange(height) + 0.5) * (bins * cyc * math.sin(ang) / short)
             x_phase = (np.arange(width) + 0.5) * (bins * cyc * math.cos(ang) / short) + bins * phase / (2 * math.pi)
@@ -344,6 +370,11 @@ class ConceptTextureGenerator(_KeyedGenerator):
             y_phases.append(y_phase.astype(np.float32))
             x_phases.append(x_phase.astype(np.float32))
         sharp = self.config.sharpness
+        if split:  # table[phase0 * bins + phase1] = half the chroma wave at phase0 + half the grey wave at phase1
+            square = _square_wave_table(bins, sharp, 1) / math.tanh(sharp)
+            chroma = self.chroma_colours(torch.tensor([key], device=self.colour.device))[0].float().cpu()
+            table = 0.5 * (square[:, None, None] * chroma + square[None, :, None])
+            return PeriodicTexture(table.reshape(bins * bins, 3), np.stack(y_phases), np.stack(x_phases))
         wave = _square_wave_table(bins, sharp, len(waves))
         colour = torch.tanh(self.colour[waves[0][0], 0].float().cpu()) / math.tanh(sharp)
         if len(waves) == 1:
