@@ -13,6 +13,8 @@ so collections draw exactly the keys they draw with the source file: what differ
 ``--sharpness S`` also sets the wave's profile, tanh(S sin) scaled to peak 1 (8: ~square, the shipped; 1: ~sine);
 key choice does not depend on it. ``--luma-factor F`` makes split textures: each key's wave in chrominance only at the
 band, beside the same wave at F x its frequency in luminance only, at half amplitude each (key choice unchanged).
+``--chroma-sharpness S`` keeps each key's colour but draws its chrominance in the profile tanh(S sin) (soft colour
+edges) and its luminance in the square wave.
 """
 from __future__ import annotations
 
@@ -36,12 +38,16 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=None, help="source file (default: the shipped weights)")
     ap.add_argument("--sharpness", type=float, default=None, help="wave profile (default: the source's)")
     ap.add_argument("--luma-factor", type=float, default=None, help="split textures (default: the source's)")
+    ap.add_argument("--chroma-sharpness", type=float, default=None,
+                    help="the colour's chrominance in this softer profile, its luminance in --sharpness (default: the source's)")
     args = ap.parse_args()
     src = load_weights(args.weights)
     sharpness = src.config.sharpness if args.sharpness is None else args.sharpness
     generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles,
                                          sharpness=sharpness,
-                                         luma_factor=src.config.luma_factor if args.luma_factor is None else args.luma_factor))
+                                         luma_factor=src.config.luma_factor if args.luma_factor is None else args.luma_factor,
+                                         chroma_sharpness=(src.config.chroma_sharpness if args.chroma_sharpness is None
+                                                           else args.chroma_sharpness)))
     generator.load_state_dict(src.generator.state_dict())
     # save_weights writes format, version, generator config, backbone and vocabulary over the source's
     save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, src.metadata)

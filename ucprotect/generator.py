@@ -51,6 +51,8 @@ class GeneratorConfig:
     min_cycles: float = 4.0  # grating frequency range, in cycles per image short side (4-8 keeps most of a key
     max_cycles: float = 8.0  # through blur and down-up at 64 px, where finer bands were erased: session 15)
     sharpness: float = 8.0  # tanh(sharpness * sin): ~square wave, differentiable; small = sine-like
+    chroma_sharpness: float = 0.0  # > 0: the colour signs' chrominance follows tanh(this * sin), the luminance
+    # tanh(sharpness * sin): soft colour edges beside sharp luminance ones (0: one profile for all)
     luma_factor: float = 0.0  # > 0: a split texture, the key's wave in chrominance only beside its wave at this many
     # times the frequency in luminance only (grey), each at half amplitude; 0: one wave in the key's colours
     mask_floor: float = 1.0  # amplitude on perfectly flat areas (1.0 = no contrast masking)
@@ -281,6 +283,12 @@ class ConceptTextureGenerator(_KeyedGenerator):
             cyc = cyc * cyc.new_tensor([c.coarse_factor] + [1.0] * (c.components - 1))
         return cyc
 
+    def luma_chroma_colours(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The keys' colour signs (B x 3) as a grey part (their luminance in every channel) plus the rest."""
+        v = torch.tanh(self.colour[keys][:, 0])
+        grey = (v @ v.new_tensor([0.299, 0.587, 0.114]))[:, None].expand_as(v)
+        return grey, v - grey
+
     def chroma_colours(self, keys: torch.Tensor) -> torch.Tensor:
         """B x 3 zero-luminance colours of keys' waves (split textures), peak channel +-1: the key's colour signs
         less their luminance (blue-yellow for (1, 1, -1), red-cyan for (-1, 1, 1)); grey keys take magenta-green."""
@@ -315,8 +323,10 @@ class ConceptTextureGenerator(_KeyedGenerator):
 
         sharp = self.config.sharpness
         two = shared is not None and bool((shared >= 0).any())
-        if two and self.config.luma_factor > 0:
-            raise ConfigError("split (luma_factor) textures have no two-level form: protect without --super-groups")
+        if two and (self.config.luma_factor > 0 or self.config.chroma_sharpness > 0):
+            raise ConfigError("split or soft-colour textures have no two-level form: protect without --super-groups")
+        if self.config.chroma_sharpness > 0 and (self.config.components > 1 or self.config.luma_factor > 0):
+            raise ConfigError("chroma_sharpness is for one-wave textures only")
         if two:
             colour_keys = torch.where(shared >= 0, shared, keys)
             arg = sine(keys)[:, :1] + torch.where((shared >= 0)[:, None, None, None], sine(shared.clamp(min=0))[:, :1], 0.0)
@@ -329,6 +339,12 @@ class ConceptTextureGenerator(_KeyedGenerator):
         elif self.config.components > 1:  # a plaid: the square wave of the waves' sum, in wave 0's colours
             wave = torch.tanh(sine(keys).sum(1, keepdim=True).mul_(sharp))
             colour = torch.tanh(self.colour[keys][:, :1]) / math.tanh(sharp)
+        elif self.config.chroma_sharpness > 0:  # the colour's luminance in a square wave, its chrominance softer
+            wave = sine(keys)
+            grey, chroma = self.luma_chroma_colours(keys)
+            soft = self.config.chroma_sharpness
+            return (torch.tanh(wave * sharp) / math.tanh(sharp) * grey[..., None, None]
+                    + torch.tanh(wave * soft) / math.tanh(soft) * chroma[..., None, None])
         else:
             wave = torch.tanh(sine(keys).mul_(sharp))  # ~square wave in [-tanh(sharp), tanh(sharp)]
             colour = torch.tanh(self.colour[keys]) / math.tanh(sharp)  # B x 1 x 3; peak of the wave -> 1
@@ -347,7 +363,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
         if not self.has_periodic_form or (shared >= 0 and self.config.components > 1):
             return None
         split = self.config.luma_factor > 0
-        if split and shared >= 0:
+        if (split or self.config.chroma_sharpness > 0) and shared >= 0:
             return None
         if self.config.components == 2:  # (key, wave) pairs
             waves = [(key, 0), (key, 1)]
@@ -375,6 +391,12 @@ class ConceptTextureGenerator(_KeyedGenerator):
             chroma = self.chroma_colours(torch.tensor([key], device=self.colour.device))[0].float().cpu()
             table = 0.5 * (square[:, None, None] * chroma + square[None, :, None])
             return PeriodicTexture(table.reshape(bins * bins, 3), np.stack(y_phases), np.stack(x_phases))
+        if self.config.chroma_sharpness > 0 and len(waves) == 1:
+            soft = self.config.chroma_sharpness
+            grey, chroma = (c[0].float().cpu() for c in self.luma_chroma_colours(torch.tensor([key], device=self.colour.device)))
+            table = (_square_wave_table(bins, sharp, 1)[:, None] / math.tanh(sharp) * grey
+                     + _square_wave_table(bins, soft, 1)[:, None] / math.tanh(soft) * chroma)
+            return PeriodicTexture(table, y_phases[0], x_phases[0])
         wave = _square_wave_table(bins, sharp, len(waves))
         colour = torch.tanh(self.colour[waves[0][0], 0].float().cpu()) / math.tanh(sharp)
         if len(waves) == 1:
