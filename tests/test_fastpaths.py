@@ -81,6 +81,22 @@ def test_split_textures_carry_the_band_in_chrominance_and_luma_factor_x_in_grey(
         gen.render(torch.tensor([0]), 8, 8, shared=torch.tensor([5]))
 
 
+def test_soft_colour_textures_keep_the_square_wave_luminance():
+    square, soft = create_generator(GeneratorConfig(seed=3)), create_generator(GeneratorConfig(seed=3, chroma_sharpness=1.0))
+    keys, h, w = torch.tensor([0, 17, 999]), 64, 96
+    luma_weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        a, b = square.render(keys, h, w), soft.render(keys, h, w)
+    assert torch.allclose((a * luma_weights).sum(1), (b * luma_weights).sum(1), atol=1e-5)
+    assert float((a - b).abs().mean()) > 0.05 and float(b.abs().max()) <= 1.0  # softer colour, same budget
+    for i, key in enumerate(keys.tolist()):
+        texture = soft.periodic_form(key, h, w)
+        assert float((b[i] - texture.table[torch.from_numpy(texture.index())].permute(2, 0, 1)).abs().max()) < 0.02
+    assert soft.periodic_form(0, 32, 32, shared=5) is None
+    with pytest.raises(Exception, match="super-groups"):
+        soft.render(torch.tensor([0]), 8, 8, shared=torch.tensor([5]))
+
+
 def test_periodic_form_declines_what_it_cannot_render():
     assert create_generator(GeneratorConfig(components=3)).periodic_form(0, 32, 32) is None
     assert create_generator(GeneratorConfig(components=2)).periodic_form(0, 32, 32, shared=5) is None
