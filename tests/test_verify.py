@@ -172,7 +172,8 @@ def test_defense_names_are_checked_and_extra_defenses_register():
     from ucprotect.errors import ConfigError
     from ucprotect.verify import parse_defenses, register_defense
 
-    for bad in ("jpeg:75:422", "sharpen", "blur:x"):
+    assert parse_defenses(["jpeg:75:444,blur", "all"])[:3] == ["jpeg:75:444", "blur", "jpeg:75"]
+    for bad in ("jpeg:75:422", "jpeg:high", "sharpen", "blur:x"):
         with pytest.raises((ConfigError, ValueError)):
             parse_defenses([bad])
     from ucprotect import verify

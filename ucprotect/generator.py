@@ -13,9 +13,11 @@ Two registered architectures:
   and the key's own, so that groups a thief may merge into one class share half their pattern
   (grouping.py; benchmarks/families.py ``hier``). ``components=2`` makes each key a plaid of two waves,
   with ``coarse_factor`` 0.5 a coarse one beside the fine one (a candidate against blur that lost held out:
-  JPEG 75 erased it; benchmarks/results, session 11). ``luma_factor`` > 0 splits each key across colour
-  space: its wave in chrominance only, beside the same wave at ``luma_factor`` x the frequency in grey (a
-  candidate against JPEG's chroma subsampling and blur at once; benchmarks/results, session 17).
+  JPEG 75 erased it; benchmarks/results, session 11). Two more candidates against JPEG's chroma subsampling
+  that lost (session 17), kept so their rows can be reproduced: ``luma_factor`` > 0 splits each key across
+  colour space (its wave in chrominance only beside the same wave at ``luma_factor`` x the frequency in grey,
+  half amplitude each: weak undefended), and ``chroma_sharpness`` draws a key's colour edges soft beside
+  square luminance (JPEG still took it).
 * ``resnet``: the paper's design scaled down: conv encoder, the embedding broadcast and concatenated
   at the bottleneck, residual blocks, transposed-conv decoder, tanh. Runs at a working resolution and
   its output is resized to the photo.
@@ -292,9 +294,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
     def chroma_colours(self, keys: torch.Tensor) -> torch.Tensor:
         """B x 3 zero-luminance colours of keys' waves (split textures), peak channel +-1: the key's colour signs
         less their luminance (blue-yellow for (1, 1, -1), red-cyan for (-1, 1, 1)); grey keys take magenta-green."""
-        v = torch.tanh(self.colour[keys][:, 0])
-        luma = v.new_tensor([0.299, 0.587, 0.114])
-        v = v - (v @ luma)[:, None]
+        v = self.luma_chroma_colours(keys)[1]
         magenta_green = v.new_tensor([1.0, -(0.299 + 0.114) / 0.587, 1.0])
         v = torch.where((v.abs().amax(-1, keepdim=True) < 0.5), magenta_green, v)
         return v / v.abs().amax(-1, keepdim=True)

@@ -136,7 +136,7 @@ def jpeg(images: torch.Tensor, quality: int = 75, subsampling: str = "420") -> t
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(buf, format="JPEG", quality=quality,
                                                            subsampling=_SUBSAMPLING[subsampling])
         out.append(torch.from_numpy(np.array(Image.open(buf).convert("RGB"))).permute(2, 0, 1))
-    return torch.stack(out)
+    return torch.stack(out) if out else images
 
 
 _SUBSAMPLING = {"420": 2, "444": 0}  # Pillow's codes
