@@ -42,18 +42,15 @@ def main() -> None:
                     help="the colour's chrominance in this softer profile, its luminance in --sharpness (default: the source's)")
     args = ap.parse_args()
     src = load_weights(args.weights)
-    sharpness = src.config.sharpness if args.sharpness is None else args.sharpness
-    generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles,
-                                         sharpness=sharpness,
-                                         luma_factor=src.config.luma_factor if args.luma_factor is None else args.luma_factor,
-                                         chroma_sharpness=(src.config.chroma_sharpness if args.chroma_sharpness is None
-                                                           else args.chroma_sharpness)))
+    profile = {k: v for k, v in dict(sharpness=args.sharpness, luma_factor=args.luma_factor,
+                                     chroma_sharpness=args.chroma_sharpness).items() if v is not None}  # else the source's
+    generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles, **profile))
     generator.load_state_dict(src.generator.state_dict())
     # save_weights writes format, version, generator config, backbone and vocabulary over the source's
     save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, src.metadata)
     before, after = src.generator.texture_similarity(), generator.texture_similarity()
     cycles = generator.cycles().detach()
-    print(f"{args.out}: {float(cycles.min()):.2f}-{float(cycles.max()):.2f} cycles, sharpness {sharpness:g}; "
+    print(f"{args.out}: {float(cycles.min()):.2f}-{float(cycles.max()):.2f} cycles, sharpness {generator.config.sharpness:g}; "
           f"largest change in texture likeness {float((before - after).abs().max()):.1e}")
 
 

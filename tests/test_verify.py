@@ -169,6 +169,7 @@ def test_jpeg_444_keeps_chroma_detail_that_420_averages_away():
 
 
 def test_defense_names_are_checked_and_extra_defenses_register():
+    from ucprotect import verify
     from ucprotect.errors import ConfigError
     from ucprotect.verify import parse_defenses, register_defense
 
@@ -176,8 +177,6 @@ def test_defense_names_are_checked_and_extra_defenses_register():
     for bad in ("jpeg:75:422", "jpeg:high", "sharpen", "blur:x"):
         with pytest.raises((ConfigError, ValueError)):
             parse_defenses([bad])
-    from ucprotect import verify
-
     register_defense("negate", lambda images, arg: 255 - images)
     try:
         assert parse_defenses(["negate"]) == ["negate"]

@@ -163,6 +163,16 @@ def _square_wave_table(bins: int, sharp: float, waves: int) -> torch.Tensor:
     return torch.tanh(arg * sharp).float()
 
 
+def _unit_wave(sine: torch.Tensor, sharp: float) -> torch.Tensor:
+    """The profile tanh(sharp * sine) scaled to peak 1 (large ``sharp``: a square wave; 1: near a sine)."""
+    return torch.tanh(sine * sharp) / math.tanh(sharp)
+
+
+def _unit_wave_table(bins: int, sharp: float) -> torch.Tensor:
+    """:func:`_unit_wave` of one wave at the centre of each of ``bins`` phase bins (a new tensor)."""
+    return _square_wave_table(bins, sharp, 1) / math.tanh(sharp)
+
+
 @dataclass
 class PeriodicTexture:
     """A texture that depends on linear phases only: ``value[y, x] = table[(y_phase[y] + x_phase[x]) mod bins]``.
@@ -333,9 +343,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
             wave = torch.tanh(arg.mul_(sharp))
             colour = torch.tanh(self.colour[colour_keys][:, :1]) / math.tanh(sharp)
         elif self.config.luma_factor > 0:  # split: chrominance at the band, grey at luma_factor x the band
-            square = lambda arg: torch.tanh(arg.mul_(sharp)) / math.tanh(sharp)
             chroma = self.chroma_colours(keys)[..., None, None]  # B x 3 x 1 x 1
-            return 0.5 * square(sine(keys)) * chroma + 0.5 * square(sine(keys, self.config.luma_factor))
+            return 0.5 * _unit_wave(sine(keys), sharp) * chroma + 0.5 * _unit_wave(sine(keys, self.config.luma_factor), sharp)
         elif self.config.components > 1:  # a plaid: the square wave of the waves' sum, in wave 0's colours
             wave = torch.tanh(sine(keys).sum(1, keepdim=True).mul_(sharp))
             colour = torch.tanh(self.colour[keys][:, :1]) / math.tanh(sharp)
@@ -343,8 +352,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
             wave = sine(keys)
             grey, chroma = self.luma_chroma_colours(keys)
             soft = self.config.chroma_sharpness
-            return (torch.tanh(wave * sharp) / math.tanh(sharp) * grey[..., None, None]
-                    + torch.tanh(wave * soft) / math.tanh(soft) * chroma[..., None, None])
+            return _unit_wave(wave, sharp) * grey[..., None, None] + _unit_wave(wave, soft) * chroma[..., None, None]
         else:
             wave = torch.tanh(sine(keys).mul_(sharp))  # ~square wave in [-tanh(sharp), tanh(sharp)]
             colour = torch.tanh(self.colour[keys]) / math.tanh(sharp)  # B x 1 x 3; peak of the wave -> 1
@@ -387,15 +395,14 @@ class ConceptTextureGenerator(_KeyedGenerator):
             x_phases.append(x_phase.astype(np.float32))
         sharp = self.config.sharpness
         if split:  # table[phase0 * bins + phase1] = half the chroma wave at phase0 + half the grey wave at phase1
-            square = _square_wave_table(bins, sharp, 1) / math.tanh(sharp)
+            square = _unit_wave_table(bins, sharp)
             chroma = self.chroma_colours(torch.tensor([key], device=self.colour.device))[0].float().cpu()
             table = 0.5 * (square[:, None, None] * chroma + square[None, :, None])
             return PeriodicTexture(table.reshape(bins * bins, 3), np.stack(y_phases), np.stack(x_phases))
         if self.config.chroma_sharpness > 0 and len(waves) == 1:
             soft = self.config.chroma_sharpness
             grey, chroma = (c[0].float().cpu() for c in self.luma_chroma_colours(torch.tensor([key], device=self.colour.device)))
-            table = (_square_wave_table(bins, sharp, 1)[:, None] / math.tanh(sharp) * grey
-                     + _square_wave_table(bins, soft, 1)[:, None] / math.tanh(soft) * chroma)
+            table = _unit_wave_table(bins, sharp)[:, None] * grey + _unit_wave_table(bins, soft)[:, None] * chroma
             return PeriodicTexture(table, y_phases[0], x_phases[0])
         wave = _square_wave_table(bins, sharp, len(waves))
         colour = torch.tanh(self.colour[waves[0][0], 0].float().cpu()) / math.tanh(sharp)
