@@ -7,6 +7,7 @@ from PIL import Image
 
 from ucprotect import ProtectOptions, protect_folder
 from ucprotect.errors import ConfigError
+from ucprotect.imageio import TEMP_MARKER
 from ucprotect.keyfile import KEYS_FILE_NAME
 
 
@@ -203,3 +204,21 @@ def test_save_merges_a_keys_file_that_still_carries_the_older_fingerprint(tmp_pa
     data = json.loads(path.read_text())
     assert data["weights_id"] == "new" and data["folders"] == {"a": 1, "b": 2, "x": 7}
     assert "legacy_ids" not in data
+
+
+def test_save_refuses_a_keys_file_of_other_weights_that_appeared_meanwhile(tmp_path):
+    """Another run with other weights wrote the keys file after ours loaded it: replacing it would orphan the
+    patterns of the photos that run protected, so the save stops with a message naming the file."""
+    from ucprotect.keyfile import KeyRecord
+
+    path = tmp_path / KEYS_FILE_NAME
+    record = KeyRecord.load(path, "ours")
+    theirs = json.dumps({"format": "ucprotect-keys", "weights_id": "theirs", "folders": {"a": 1}})
+    path.write_text(theirs)
+    record.folders["b"] = 2
+    with pytest.raises(ConfigError, match="other generator weights wrote this keys file"):
+        record.save(path)
+    assert path.read_text() == theirs and not list(tmp_path.glob(f"*{TEMP_MARKER}"))
+    path.write_text("{not json")  # an unreadable file is still replaced
+    record.save(path)
+    assert json.loads(path.read_text())["folders"] == {"b": 2}

@@ -76,7 +76,8 @@ class KeyRecord:
 
     def save(self, path: Path) -> None:
         """Write atomically, merging with what another process (a parallel shard) may have written meanwhile:
-        keys already recorded there win."""
+        keys already recorded there win. A keys file of other weights that appeared meanwhile is refused, not
+        replaced: its photos carry its patterns, and ours are not written yet (keys are saved before pixels)."""
         path = Path(path)
         if path.exists():
             try:
@@ -88,7 +89,11 @@ class KeyRecord:
                 if other.super_centroids:
                     self.super_centroids, self.super_keys = other.super_centroids, other.super_keys
             except ConfigError:
-                pass  # unreadable: replace it with ours
+                if _recorded_weights_id(path) not in (None, self.weights_id, *self.legacy_ids):
+                    raise ConfigError(f"{path}: another run with other generator weights wrote this keys file during this one; "
+                                      "left as it is and nothing protected by this run. Give each weights file its own "
+                                      "--out or --keys path, then run again") from None
+                # unreadable: replace it with ours
         data = {"format": KEYS_FORMAT, "version": KEYS_VERSION, "weights_id": self.weights_id,
                 "folders": dict(sorted(self.folders.items())), "shared": dict(sorted(self.shared.items())),
                 "super_centroids": self.super_centroids, "super_keys": self.super_keys,
@@ -109,6 +114,15 @@ class KeyRecord:
     def nearest_super_group(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Index of the recorded folder super-group nearest each embedding (cosine)."""
         return _nearest(embeddings, self.super_centroids)
+
+
+def _recorded_weights_id(path: Path) -> str | None:
+    """The weights fingerprint a keys file names, or None if it is not a readable keys file."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return str(data["weights_id"]) if data.get("format") == KEYS_FORMAT else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def _nearest(embeddings: torch.Tensor, centroids: list[list[float]]) -> torch.Tensor:
