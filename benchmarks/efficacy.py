@@ -104,6 +104,10 @@ def main() -> None:
             args.datasets, protectors.items(), args.group_by, args.labels, args.super_groups):
         if args.rows is not None and f"{group_by}/{labels}" not in args.rows:
             continue
+        if labels.startswith("clusters:") and _cluster_count(labels) >= _class_folder_count(Path(data)):
+            print(f"<!-- {Path(data).name} {group_by} {labels}: not run, {_class_folder_count(Path(data))} classes "
+                  f"already fit in {labels}, so those labels are the folders' (see --labels folders) -->", flush=True)
+            continue
         grouping = group_by if len(args.super_groups) == 1 else f"{group_by} (super-groups {super_groups})"
         if len(protectors) > 1:
             grouping += f" [{Path(weights).stem if weights else 'shipped'}]"
@@ -126,6 +130,18 @@ def main() -> None:
             print(f"<!-- curve {r.name}: {' '.join(f'{a:.2f}' for a in r.accuracy)} -->")
         print(f"<!-- {Path(data).name} {grouping} {labels}: {time.perf_counter() - t0:.0f} s, "
               f"{report.train_images} train / {report.test_images} test images -->", flush=True)
+
+
+def _cluster_count(labels: str) -> int:
+    try:
+        return int(labels.split(":", 1)[1])
+    except ValueError:
+        return 0  # verify_dataset names the mistake
+
+
+def _class_folder_count(data: Path) -> int:
+    """Class folders under ``data`` (an upper bound on verify's classes, which need images)."""
+    return sum(1 for d in data.iterdir() if d.is_dir() and not d.name.startswith(".")) if data.is_dir() else 0
 
 
 if __name__ == "__main__":
