@@ -64,8 +64,10 @@ def main() -> None:
     ap.add_argument("--victim", default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--image-size", type=int, default=None)
-    ap.add_argument("--max-per-class", type=int, default=40)
-    ap.add_argument("--full", action="store_true", help="ResNet-18 standard recipe on all images (GPU, or a CPU with AMX and --bf16)")
+    ap.add_argument("--max-per-class", type=int, default=None,
+                    help="images per class (default: 40, or all with --full)")
+    ap.add_argument("--full", action="store_true", help="ResNet-18 standard recipe on all images, or --max-per-class "
+                    "of them (GPU, or a CPU with AMX and --bf16)")
     ap.add_argument("--device", default="auto", help="where victims train and protect embeds")
     ap.add_argument("--protect-device", default=None, help="where protect embeds, if not --device")
     ap.add_argument("--super-groups", nargs="*", type=int, default=[0], metavar="N",
@@ -84,7 +86,7 @@ def main() -> None:
         recipe = replace(recipe, seed=args.seed)
     if args.bf16 is not None:
         recipe = replace(recipe, bf16=args.bf16)
-    max_per_class = None if args.full else args.max_per_class
+    max_per_class = args.max_per_class if args.max_per_class is not None else (None if args.full else 40)
     protectors = {w: Protector.from_file(w, device=args.protect_device or args.device) for w in args.weights}
     victim_device = resolve_device(args.device)
     gpu = f" ({torch.cuda.get_device_name(victim_device)})" if victim_device.type == "cuda" else ""
