@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ucprotect.cli.verify import make_protect_fn  # noqa: E402
 from ucprotect.engine import Protector, resolve_device  # noqa: E402
-from ucprotect.verify import PRESETS, CleanCache, cpu_name, verify_dataset  # noqa: E402
+from ucprotect.verify import PRESETS, CleanCache, cluster_count, cpu_name, verify_dataset  # noqa: E402
 from ucprotect.weights import default_weights_path  # noqa: E402
 
 EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
@@ -106,9 +106,10 @@ def main() -> None:
             args.datasets, protectors.items(), args.group_by, args.labels, args.super_groups):
         if args.rows is not None and f"{group_by}/{labels}" not in args.rows:
             continue
-        if labels.startswith("clusters:") and _cluster_count(labels) >= _class_folder_count(Path(data)):
-            print(f"<!-- {Path(data).name} {group_by} {labels}: not run, {_class_folder_count(Path(data))} classes "
-                  f"already fit in {labels}, so those labels are the folders' (see --labels folders) -->", flush=True)
+        classes = _class_folder_count(Path(data))
+        if labels.startswith("clusters:") and cluster_count(labels) >= classes:
+            print(f"<!-- {Path(data).name} {group_by} {labels}: not run, {classes} classes already fit in "
+                  f"{labels}, so those labels are the folders' (see --labels folders) -->", flush=True)
             continue
         grouping = group_by if len(args.super_groups) == 1 else f"{group_by} (super-groups {super_groups})"
         if len(protectors) > 1:
@@ -132,13 +133,6 @@ def main() -> None:
             print(f"<!-- curve {r.name}: {' '.join(f'{a:.2f}' for a in r.accuracy)} -->")
         print(f"<!-- {Path(data).name} {grouping} {labels}: {time.perf_counter() - t0:.0f} s, "
               f"{report.train_images} train / {report.test_images} test images -->", flush=True)
-
-
-def _cluster_count(labels: str) -> int:
-    try:
-        return int(labels.split(":", 1)[1])
-    except ValueError:
-        return 0  # verify_dataset names the mistake
 
 
 def _class_folder_count(data: Path) -> int:

@@ -26,6 +26,10 @@ KEYS_FORMAT = "ucprotect-keys"
 KEYS_VERSION = 2  # 2 added the two-level fields; a version-1 file reads as one-level keys
 
 
+class OtherWeightsKeysError(ConfigError):
+    """A readable keys file made with other generator weights (not an unreadable one)."""
+
+
 @dataclass
 class KeyRecord:
     """Folder -> key, and cluster centroids -> key, for one set of generator weights (``weights_id``)."""
@@ -69,7 +73,7 @@ class KeyRecord:
         if record.weights_id in legacy_ids:
             record.weights_id = weights_id  # a save (new groups) writes today's fingerprint
         if record.weights_id != weights_id:
-            raise ConfigError(f"{path}: keys file was made with other generator weights; use the same --weights as before, "
+            raise OtherWeightsKeysError(f"{path}: keys file was made with other generator weights; use the same --weights as before, "
                               "or pass --keys with a new path to start a separate set of patterns (a folder protected with the default "
                               "weights before v3 needs v2's: the README's model card says how to make them)")
         return record
@@ -88,12 +92,12 @@ class KeyRecord:
                     self.centroids, self.cluster_keys, self.cluster_shared = other.centroids, other.cluster_keys, other.cluster_shared
                 if other.super_centroids:
                     self.super_centroids, self.super_keys = other.super_centroids, other.super_keys
+            except OtherWeightsKeysError:
+                raise ConfigError(f"{path}: another run with other generator weights wrote this keys file during this one; "
+                                  "left as it is and nothing protected by this run. Give each weights file its own "
+                                  "--out or --keys path, then run again") from None
             except ConfigError:
-                if _recorded_weights_id(path) not in (None, self.weights_id, *self.legacy_ids):
-                    raise ConfigError(f"{path}: another run with other generator weights wrote this keys file during this one; "
-                                      "left as it is and nothing protected by this run. Give each weights file its own "
-                                      "--out or --keys path, then run again") from None
-                # unreadable: replace it with ours
+                pass  # unreadable: replace it with ours
         data = {"format": KEYS_FORMAT, "version": KEYS_VERSION, "weights_id": self.weights_id,
                 "folders": dict(sorted(self.folders.items())), "shared": dict(sorted(self.shared.items())),
                 "super_centroids": self.super_centroids, "super_keys": self.super_keys,
@@ -114,15 +118,6 @@ class KeyRecord:
     def nearest_super_group(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Index of the recorded folder super-group nearest each embedding (cosine)."""
         return _nearest(embeddings, self.super_centroids)
-
-
-def _recorded_weights_id(path: Path) -> str | None:
-    """The weights fingerprint a keys file names, or None if it is not a readable keys file."""
-    try:
-        data = json.loads(Path(path).read_text())
-        return str(data["weights_id"]) if data.get("format") == KEYS_FORMAT else None
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 def _nearest(embeddings: torch.Tensor, centroids: list[list[float]]) -> torch.Tensor:

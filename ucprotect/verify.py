@@ -106,6 +106,14 @@ def stratified_split(labels: list[int], test_fraction: float, seed: int) -> tupl
     return sorted(train), sorted(test)
 
 
+def cluster_count(labels: str) -> int:
+    """N of ``--labels clusters:N``."""
+    try:
+        return int(labels.split(":", 1)[1])
+    except ValueError:
+        raise ConfigError(f"--labels {labels}: write clusters:N, e.g. clusters:20") from None
+
+
 def cluster_labels(class_names: list[str], n: int, text_encoder, seed: int = 0) -> list[int]:
     """Group class names into ``n`` clusters by their text embeddings (the paper's label-agnostic setting)."""
     from .clustering import kmeans
@@ -428,10 +436,7 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
     if labels == "folders":
         y_all, n_classes = ds.labels, len(ds.class_names)
     elif labels.startswith("clusters:"):
-        try:
-            n = int(labels.split(":", 1)[1])
-        except ValueError:
-            raise ConfigError(f"--labels {labels}: write clusters:N, e.g. clusters:20") from None
+        n = cluster_count(labels)
         if text_encoder is None:
             from .backbones._text import SentenceEncoder
 
