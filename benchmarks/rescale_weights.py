@@ -5,6 +5,7 @@
     python benchmarks/rescale_weights.py 12 24 v2.safetensors      # v2's band again, from the shipped weights
     python benchmarks/rescale_weights.py 4 8 sine-4-8.safetensors --sharpness 1   # v3's band, a sine-like profile
     python benchmarks/rescale_weights.py 4 8 split.safetensors --luma-factor 3   # chroma at 4-8, grey at 12-24
+    python benchmarks/rescale_weights.py 2 4 halves.safetensors --luma-factor 6 --split-layout halves
 
 Every key keeps its texture's orientation, phase and colour signs and its place within the band (the
 frequency logits are unchanged); only ``min_cycles``/``max_cycles`` change. A band that is the source's
@@ -12,7 +13,8 @@ times a factor (12-24 = 8-16 x 1.5) scales every frequency alike, and the textur
 so collections draw exactly the keys they draw with the source file: what differs is the band alone.
 ``--sharpness S`` also sets the wave's profile, tanh(S sin) scaled to peak 1 (8: ~square, the shipped; 1: ~sine);
 key choice does not depend on it. ``--luma-factor F`` makes split textures: each key's wave in chrominance only at the
-band, beside the same wave at F x its frequency in luminance only, at half amplitude each (key choice unchanged).
+band, beside the same wave at F x its frequency in luminance only, at half amplitude each (key choice unchanged); with ``--split-layout halves`` each at full amplitude instead, the key's
+own colour wave in the image's top half and the grey wave in its bottom half.
 ``--chroma-sharpness S`` keeps each key's colour but draws its chrominance in the profile tanh(S sin) (soft colour
 edges) and its luminance in the square wave.
 """
@@ -40,10 +42,12 @@ def main() -> None:
     ap.add_argument("--luma-factor", type=float, default=None, help="split textures (default: the source's)")
     ap.add_argument("--chroma-sharpness", type=float, default=None,
                     help="the colour's chrominance in this softer profile, its luminance in --sharpness (default: the source's)")
+    ap.add_argument("--split-layout", choices=["blend", "halves"], default=None,
+                    help="with --luma-factor: the waves summed at half amplitude, or each in one half of the image at full")
     args = ap.parse_args()
     src = load_weights(args.weights)
     profile = {k: v for k, v in dict(sharpness=args.sharpness, luma_factor=args.luma_factor,
-                                     chroma_sharpness=args.chroma_sharpness).items() if v is not None}  # else the source's
+                                     chroma_sharpness=args.chroma_sharpness, split_layout=args.split_layout).items() if v is not None}  # else the source's
     generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles, **profile))
     generator.load_state_dict(src.generator.state_dict())
     # save_weights writes format, version, generator config, backbone and vocabulary over the source's

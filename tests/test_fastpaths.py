@@ -81,6 +81,27 @@ def test_split_textures_carry_the_band_in_chrominance_and_luma_factor_x_in_grey(
         gen.render(torch.tensor([0]), 8, 8, shared=torch.tensor([5]))
 
 
+def test_split_halves_draw_the_colour_wave_above_and_the_grey_wave_below_at_full_amplitude():
+    plain = create_generator(GeneratorConfig(seed=3))
+    halves = create_generator(GeneratorConfig(seed=3, luma_factor=3.0, split_layout="halves"))
+    keys, h, w = torch.tensor([0, 17, 999]), 97, 128
+    with torch.no_grad():
+        one, two = plain.render(keys, h, w), halves.render(keys, h, w)
+    top = h // 2 + 1  # rows whose centre lies above the middle
+    assert torch.allclose(two[..., :top, :], one[..., :top, :], atol=1e-5)  # the key's own colour wave, unchanged
+    below = two[..., top:, :]
+    assert torch.allclose(below[:, 0], below[:, 1]) and torch.allclose(below[:, 1], below[:, 2])  # grey
+    assert float(below.abs().median()) > 0.95 and float(below.abs().max()) <= 1.0 + 1e-6  # full amplitude, in budget
+    for i, key in enumerate(keys.tolist()):  # at luma_factor x the key's frequency
+        spectrum = torch.fft.rfft(below[i, 0] - below[i, 0].mean(), dim=-1).abs().sum(0)
+        angle = float(halves.angle[key, 0])
+        x_cycles = int(spectrum.argmax()) * min(h, w) / w  # along x, per short side
+        assert abs(x_cycles - 3 * float(halves.cycles()[key, 0].detach()) * abs(np.cos(angle))) < 1.5
+    assert not halves.has_periodic_form and halves.periodic_form(0, 32, 32) is None  # rendered, not looked up
+    with pytest.raises(Exception, match="newer version"):
+        GeneratorConfig.from_dict({**halves.config.to_dict(), "split_layout": "quarters"})
+
+
 def test_soft_colour_textures_keep_the_square_wave_luminance():
     square, soft = create_generator(GeneratorConfig(seed=3)), create_generator(GeneratorConfig(seed=3, chroma_sharpness=1.0))
     keys, h, w = torch.tensor([0, 17, 999]), 64, 96

@@ -57,6 +57,8 @@ class GeneratorConfig:
     # tanh(sharpness * sin): soft colour edges beside sharp luminance ones (0: one profile for all)
     luma_factor: float = 0.0  # > 0: a split texture, the key's wave in chrominance only beside its wave at this many
     # times the frequency in luminance only (grey), each at half amplitude; 0: one wave in the key's colours
+    split_layout: str = "blend"  # luma_factor > 0: "blend" (the two waves summed, half amplitude each) or "halves"
+    # (full amplitude each: the key's own colour wave in the image's top half, the grey wave in its bottom half)
     mask_floor: float = 1.0  # amplitude on perfectly flat areas (1.0 = no contrast masking)
     mask_ref: float = 0.08  # local std (in [0,1] units) at which full amplitude is reached
     work_size: int = 224  # short side the image branch runs at
@@ -73,7 +75,10 @@ class GeneratorConfig:
         unknown = set(d) - known
         if unknown:
             raise ConfigError(f"unknown generator settings {sorted(unknown)}: the weights file is from a newer version")
-        return cls(**d)
+        config = cls(**d)
+        if config.split_layout not in ("blend", "halves"):
+            raise ConfigError(f"split_layout {config.split_layout!r}: the weights file is from a newer version")
+        return config
 
 
 _REGISTRY: dict[str, Callable[[GeneratorConfig], nn.Module]] = {}
@@ -342,6 +347,11 @@ class ConceptTextureGenerator(_KeyedGenerator):
             arg = sine(keys)[:, :1] + torch.where((shared >= 0)[:, None, None, None], sine(shared.clamp(min=0))[:, :1], 0.0)
             wave = torch.tanh(arg.mul_(sharp))
             colour = torch.tanh(self.colour[colour_keys][:, :1]) / math.tanh(sharp)
+        elif self.config.luma_factor > 0 and self.config.split_layout == "halves":  # colour above, grey below
+            colour_wave = _unit_wave(sine(keys), sharp) * torch.tanh(self.colour[keys][:, 0])[..., None, None]
+            grey_wave = _unit_wave(sine(keys, self.config.luma_factor), sharp)
+            top = (torch.arange(height, device=dev) < height / 2).view(1, 1, -1, 1)
+            return torch.where(top, colour_wave, grey_wave)
         elif self.config.luma_factor > 0:  # split: chrominance at the band, grey at luma_factor x the band
             chroma = self.chroma_colours(keys)[..., None, None]  # B x 3 x 1 x 1
             return 0.5 * _unit_wave(sine(keys), sharp) * chroma + 0.5 * _unit_wave(sine(keys, self.config.luma_factor), sharp)
@@ -439,7 +449,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
 
     @property
     def has_periodic_form(self) -> bool:
-        return self.config.components <= 2 and not self.uses_pixels
+        halves = self.config.luma_factor > 0 and self.config.split_layout == "halves"  # depends on the row too
+        return self.config.components <= 2 and not self.uses_pixels and not halves
 
     def forward(self, images: torch.Tensor, embeddings: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
         keys = self.nearest_keys(embeddings)
