@@ -158,3 +158,29 @@ def test_ctrl_c_while_embedding_stops_promptly(tmp_path, protector, monkeypatch)
     # the first chunk (of 4 on CPU) and at most workers + 1 chunks in flight with it, not all 60
     assert 4 <= len(decoded) <= 12
     assert not [p for p in (tmp_path / "out").rglob("*") if p.suffix == ".png"]
+
+
+def test_split_halves_lookup_writes_what_the_dense_texture_gives(protector, monkeypatch):
+    """Split halves go through protect's table lookup (a table per half) and give the dense render's pixels."""
+    import copy
+    from dataclasses import replace
+
+    from ucprotect import imageio
+    from ucprotect.generator import create_generator
+
+    halves = create_generator(replace(protector.generator.config, luma_factor=6.0, split_layout="halves"))
+    halves.load_state_dict(protector.generator.state_dict())
+    split = copy.copy(protector)
+    split.generator = split.cpu_generator = halves.eval()
+    pixels = (16 + np.random.default_rng(1).random((61, 90, 3)) * 223).astype(np.uint8)  # no clipping at 0 or 255
+    photo = imageio.Photo(path=Path("<memory>"), format="PNG", colour="rgb", pixels=pixels)
+    looked_up = split.perturb_pixels(photo, 3)
+    monkeypatch.setattr(halves, "periodic_form", lambda *a, **k: None)
+    dense = split.perturb_pixels(photo, 3)
+    diff = np.abs(looked_up.astype(int) - dense.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    assert np.abs(looked_up.astype(int) - pixels.astype(int)).max() <= 8
+    grey_half = looked_up[31:].astype(int) - pixels[31:].astype(int)
+    assert (grey_half[..., 0] == grey_half[..., 1]).all() and (grey_half[..., 1] == grey_half[..., 2]).all()  # grey below
+    colour_half = looked_up[:31].astype(int) - pixels[:31].astype(int)
+    assert np.array_equal(colour_half, protector.perturb_pixels(photo, 3)[:31].astype(int) - pixels[:31])  # key's own wave

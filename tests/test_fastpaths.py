@@ -87,7 +87,7 @@ def test_split_halves_draw_the_colour_wave_above_and_the_grey_wave_below_at_full
     keys, h, w = torch.tensor([0, 17, 999]), 97, 128
     with torch.no_grad():
         one, two = plain.render(keys, h, w), halves.render(keys, h, w)
-    top = h // 2 + 1  # rows whose centre lies above the middle
+    top = (h + 1) // 2  # rows y < h / 2
     assert torch.allclose(two[..., :top, :], one[..., :top, :], atol=1e-5)  # the key's own colour wave, unchanged
     below = two[..., top:, :]
     assert torch.allclose(below[:, 0], below[:, 1]) and torch.allclose(below[:, 1], below[:, 2])  # grey
@@ -97,7 +97,10 @@ def test_split_halves_draw_the_colour_wave_above_and_the_grey_wave_below_at_full
         angle = float(halves.angle[key, 0])
         x_cycles = int(spectrum.argmax()) * min(h, w) / w  # along x, per short side
         assert abs(x_cycles - 3 * float(halves.cycles()[key, 0].detach()) * abs(np.cos(angle))) < 1.5
-    assert not halves.has_periodic_form and halves.periodic_form(0, 32, 32) is None  # rendered, not looked up
+    for key in keys.tolist():  # protect's lookup form: a table per half
+        stacked = halves.periodic_form(key, h, w)
+        looked_up = torch.cat([part.table[torch.from_numpy(part.index())] for part in stacked.parts]).permute(2, 0, 1)
+        assert stacked.starts == [0, top] and float((two[keys.tolist().index(key)] - looked_up).abs().max()) < 0.02
     with pytest.raises(Exception, match="newer version"):
         GeneratorConfig.from_dict({**halves.config.to_dict(), "split_layout": "quarters"})
 

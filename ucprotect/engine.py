@@ -25,6 +25,7 @@ from . import imageio
 from .backbones import create_backbone
 from .budget import apply_budget_lookup, apply_budget_pixels, epsilon_from_255
 from .errors import ConfigError, ImageError, UcprotectError
+from .generator import PeriodicTexture, StackedTextures
 from .grouping import assign_keys, folder_sample, resolve_mode
 from .keyfile import KEYS_FILE_NAME, KeyRecord
 from .metrics import difference_stats, psnr_from_stats, ssim, ssim_luma, ssim_of_luma
@@ -160,15 +161,25 @@ class Protector:
         """The photo's native pixels with the perturbation added, in its own colour model and bit depth."""
         w, h = photo.size
         texture = self.cpu_generator.periodic_form(key, h, w, shared=shared)
-        if texture is not None:  # one grating: round a small table once, then one lookup per pixel
-            table = _for_colour_model(texture.table.T[..., None] * self.epsilon, photo.colour)[..., 0].T
-            return apply_budget_lookup(photo.pixels, replace(texture, table=table), self.epsilon, photo.max_value)
+        if isinstance(texture, StackedTextures):  # a lookup texture per band of rows
+            out = np.empty_like(photo.pixels)
+            for start, part in zip(texture.starts, texture.parts):
+                rows = slice(start, start + len(part.y_phase))
+                out[rows] = self._perturb_lookup(photo.pixels[rows], part, photo)
+            return out
+        if texture is not None:
+            return self._perturb_lookup(photo.pixels, texture, photo)
         if self.generator.uses_pixels:
             rgb = to_tensor(photo.rgb8())
         else:  # the texture depends on the image size only: skip converting 3 x H x W pixels to floats
             rgb = torch.zeros(1, 1, 1, 1).expand(1, 3, h, w)
         delta = _for_colour_model(self.perturbation(rgb, key, shared)[0], photo.colour)
         return apply_budget_pixels(photo.pixels, delta, self.epsilon, photo.max_value)
+
+    def _perturb_lookup(self, pixels: np.ndarray, texture: PeriodicTexture, photo: imageio.Photo) -> np.ndarray:
+        """A grating: round a small table once (in the photo's colour model), then one lookup per pixel."""
+        table = _for_colour_model(texture.table.T[..., None] * self.epsilon, photo.colour)[..., 0].T
+        return apply_budget_lookup(pixels, replace(texture, table=table), self.epsilon, photo.max_value)
 
     def protect(self, image: Image.Image, key: int | None = None, shared: int = -1) -> Image.Image:
         """Protect one Pillow image (keyed by its own coarse concept group unless ``key`` is given; ``shared``

@@ -239,6 +239,15 @@ class PeriodicTexture:
 
 
 @dataclass
+class StackedTextures:
+    """Periodic textures stacked by rows (split ``halves``): ``parts[i]`` covers the rows from ``starts[i]`` to the
+    next start, its ``y_phase`` those rows only."""
+
+    starts: list[int]
+    parts: list[PeriodicTexture]
+
+
+@dataclass
 class ShiftedRows:
     """``PeriodicTexture.index`` as slices: row y's indices are ``rows[level[y], start[y]:start[y] + width]``."""
 
@@ -369,14 +378,15 @@ class ConceptTextureGenerator(_KeyedGenerator):
         return wave * colour[..., None, None].squeeze(1)
 
     @torch.no_grad()
-    def periodic_form(self, key: int, height: int, width: int, shared: int = -1, bins: int | None = None) -> "PeriodicTexture | None":
+    def periodic_form(self, key: int, height: int, width: int, shared: int = -1,
+                      bins: int | None = None) -> "PeriodicTexture | StackedTextures | None":
         """The key's texture as a :class:`PeriodicTexture` (equal to ``render`` to 1/bins of a period).
 
         A single grating is a function of its phase alone (a two-level texture of its two phases), so
         `protect` renders a 12-megapixel photo with one table lookup per pixel instead of sin and tanh per
         pixel and channel (several times cheaper). A plaid of two waves is a two-level texture of the key's own
-        waves. None when the texture is not of that form (more than two waves in all, or a contrast mask that
-        reads pixels).
+        waves; split halves are two one-wave textures stacked (:class:`StackedTextures`). None when the
+        texture is not of that form (more than two waves in all, or a contrast mask that reads pixels).
         """
         if not self.has_periodic_form or (shared >= 0 and self.config.components > 1):
             return None
@@ -389,7 +399,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
             waves = [(key, 0), (key, 0)]
         else:
             waves = [(key, 0)] if shared < 0 else [(shared, 0), (key, 0)]
-        bins = bins or (4096 if len(waves) == 1 else 512)
+        halves = split and self.config.split_layout == "halves"
+        bins = bins or (4096 if len(waves) == 1 or halves else 512)
         short = min(height, width)
         cycles = self.cycles()  # once per photo, not once per wave
         y_phases, x_phases = [], []
@@ -404,6 +415,12 @@ class ConceptTextureGenerator(_KeyedGenerator):
             y_phases.append(y_phase.astype(np.float32))
             x_phases.append(x_phase.astype(np.float32))
         sharp = self.config.sharpness
+        if halves:  # two one-wave textures: the key's colour wave on rows y < height / 2 (as render), grey below
+            top = (height + 1) // 2
+            square = _unit_wave_table(bins, sharp)
+            colour = torch.tanh(self.colour[key, 0].float().cpu())
+            return StackedTextures([0, top], [PeriodicTexture(square[:, None] * colour, y_phases[0][:top], x_phases[0]),
+                                              PeriodicTexture(square[:, None].repeat(1, 3), y_phases[1][top:], x_phases[1])])
         if split:  # table[phase0 * bins + phase1] = half the chroma wave at phase0 + half the grey wave at phase1
             square = _unit_wave_table(bins, sharp)
             chroma = self.chroma_colours(torch.tensor([key], device=self.colour.device))[0].float().cpu()
@@ -449,8 +466,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
 
     @property
     def has_periodic_form(self) -> bool:
-        halves = self.config.luma_factor > 0 and self.config.split_layout == "halves"  # depends on the row too
-        return self.config.components <= 2 and not self.uses_pixels and not halves
+        return self.config.components <= 2 and not self.uses_pixels
 
     def forward(self, images: torch.Tensor, embeddings: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
         keys = self.nearest_keys(embeddings)
