@@ -13,8 +13,9 @@ times a factor (12-24 = 8-16 x 1.5) scales every frequency alike, and the textur
 so collections draw exactly the keys they draw with the source file: what differs is the band alone.
 ``--sharpness S`` also sets the wave's profile, tanh(S sin) scaled to peak 1 (8: ~square, the shipped; 1: ~sine);
 key choice does not depend on it. ``--luma-factor F`` makes split textures: each key's wave in chrominance only at the
-band, beside the same wave at F x its frequency in luminance only, at half amplitude each (key choice unchanged); with ``--split-layout halves`` each at full amplitude instead, the key's
-own colour wave in the image's top half and the grey wave in its bottom half.
+band, beside the same wave at F x its frequency in luminance only, at half amplitude each (key choice unchanged);
+with ``--split-layout halves`` each at full amplitude instead, the key's own colour wave in the image's top half and
+the grey wave in its bottom half.
 ``--chroma-sharpness S`` keeps each key's colour but draws its chrominance in the profile tanh(S sin) (soft colour
 edges) and its luminance in the square wave.
 """

@@ -359,6 +359,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
             wave = torch.tanh(arg.mul_(sharp))
             colour = torch.tanh(self.colour[colour_keys][:, :1]) / math.tanh(sharp)
         elif self.config.luma_factor > 0 and self.config.split_layout == "halves":  # colour above, grey below
+            if offset != (0.0, 0.0) or scale != 1.0:
+                raise ConfigError("split halves are placed by the image's rows: render whole images, not crops")
             colour_wave = _unit_wave(sine(keys), sharp) * torch.tanh(self.colour[keys][:, 0])[..., None, None]
             grey_wave = _unit_wave(sine(keys, self.config.luma_factor), sharp)
             top = (torch.arange(height, device=dev) < height / 2).view(1, 1, -1, 1)
