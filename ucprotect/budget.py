@@ -49,19 +49,23 @@ def apply_budget_pixels(pixels: np.ndarray, delta: torch.Tensor, epsilon: float,
 
 
 def apply_budget_lookup(pixels: np.ndarray, texture: "PeriodicTexture", epsilon: float, max_value: int = 255,
-                        rows: int = 32) -> np.ndarray:
+                        rows: int = 32, out: np.ndarray | None = None) -> np.ndarray:
     """``apply_budget_pixels`` for a perturbation given as a :class:`~ucprotect.generator.PeriodicTexture`.
 
     The same rounding and cap, applied once to its small table; then, a band of ``rows`` rows at a time
     (so the band stays in cache), one add and one clip per value in integers, the values added being a
     slice of a few precomputed rows (``PeriodicTexture.shifted_rows``) or, where that does not apply, a
     lookup per pixel. This is what keeps `protect` near the cost of decoding and encoding a photo.
+    ``out`` (pixels' shape and dtype) receives the result, e.g. a band of rows of a larger photo.
     """
     channels = texture.table.shape[1]
     wide = np.int32 if max_value > 255 else np.int16
     steps = _pixel_steps(texture.table.float(), epsilon, max_value).numpy().astype(wide)
     # every band overwrites its channels; only channels beyond the table's (alpha, K) need copying first
-    out = np.empty_like(pixels) if channels == pixels.shape[2] else pixels.copy()
+    if out is None:
+        out = np.empty_like(pixels) if channels == pixels.shape[2] else pixels.copy()
+    elif channels != pixels.shape[2]:
+        out[...] = pixels
     shifted = texture.shifted_rows()
     if shifted is not None:  # each image row adds a slice of a few precomputed rows of steps
         row_steps = steps.take(shifted.rows, axis=0)  # levels x length x C

@@ -161,11 +161,11 @@ class Protector:
         """The photo's native pixels with the perturbation added, in its own colour model and bit depth."""
         w, h = photo.size
         texture = self.cpu_generator.periodic_form(key, h, w, shared=shared)
-        if isinstance(texture, StackedTextures):  # a lookup texture per band of rows
+        if isinstance(texture, StackedTextures):  # a lookup texture per band of rows, written in place
             out = np.empty_like(photo.pixels)
             for start, part in zip(texture.starts, texture.parts):
                 rows = slice(start, start + len(part.y_phase))
-                out[rows] = self._perturb_lookup(photo.pixels[rows], part, photo)
+                self._perturb_lookup(photo.pixels[rows], part, photo, out=out[rows])
             return out
         if texture is not None:
             return self._perturb_lookup(photo.pixels, texture, photo)
@@ -176,10 +176,11 @@ class Protector:
         delta = _for_colour_model(self.perturbation(rgb, key, shared)[0], photo.colour)
         return apply_budget_pixels(photo.pixels, delta, self.epsilon, photo.max_value)
 
-    def _perturb_lookup(self, pixels: np.ndarray, texture: PeriodicTexture, photo: imageio.Photo) -> np.ndarray:
+    def _perturb_lookup(self, pixels: np.ndarray, texture: PeriodicTexture, photo: imageio.Photo,
+                        out: np.ndarray | None = None) -> np.ndarray:
         """A grating: round a small table once (in the photo's colour model), then one lookup per pixel."""
         table = _for_colour_model(texture.table.T[..., None] * self.epsilon, photo.colour)[..., 0].T
-        return apply_budget_lookup(pixels, replace(texture, table=table), self.epsilon, photo.max_value)
+        return apply_budget_lookup(pixels, replace(texture, table=table), self.epsilon, photo.max_value, out=out)
 
     def protect(self, image: Image.Image, key: int | None = None, shared: int = -1) -> Image.Image:
         """Protect one Pillow image (keyed by its own coarse concept group unless ``key`` is given; ``shared``
