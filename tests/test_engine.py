@@ -184,3 +184,24 @@ def test_split_halves_lookup_writes_what_the_dense_texture_gives(protector, monk
     assert (grey_half[..., 0] == grey_half[..., 1]).all() and (grey_half[..., 1] == grey_half[..., 2]).all()  # grey below
     colour_half = looked_up[:31].astype(int) - pixels[:31].astype(int)
     assert np.array_equal(colour_half, protector.perturb_pixels(photo, 3)[:31].astype(int) - pixels[:31])  # key's own wave
+
+
+def test_shipped_weights_protect_within_budget(photo_tree, tmp_path):
+    """The default weights in weights/ load and protect real photos within L-inf 8/255: the README's main
+    command works on what the repository ships (a broken or mismatched file fails here, not at a user's)."""
+    from ucprotect import Protector
+    from ucprotect.weights import DEFAULT_WEIGHTS_NAME, default_weights_path
+
+    path = default_weights_path()
+    if path is None or not path.exists():
+        pytest.skip(f"{DEFAULT_WEIGHTS_NAME} not found beside the package")
+    shipped = Protector.from_file(device="cpu")
+    assert shipped.generator.config.split_layout == "halves"  # v4: colour wave above, grey wave below
+    result = protect_folder(photo_tree, tmp_path / "out", shipped, ProtectOptions(format="png"))
+    assert result.failed == 0 and result.count("done") == 4
+    assert all(0 < row.linf <= 8 and row.psnr > 28 for row in result.rows)
+    for row in result.rows:
+        out = np.asarray(Image.open(row.output).convert("RGB")).astype(int)
+        delta = out - np.asarray(load_photo(Path(row.input)).pixels).astype(int)
+        low = delta[delta.shape[0] * 3 // 4:]
+        assert (low[..., 0] == low[..., 1]).mean() > 0.95  # grey in the bottom half (clipping at 0/255 aside)

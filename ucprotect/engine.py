@@ -96,7 +96,7 @@ class Protector:
     @property
     def weights_id(self) -> str:
         """A fingerprint of the generator's settings and tensors: keys recorded for these textures fit no other
-        weights. The settings count: v2 and v3 hold the same tensors and draw them in other bands."""
+        weights. The settings count: v2, v3 and v4 hold the same tensors and draw them in other ways."""
         if not hasattr(self, "_weights_id"):
             settings = json.dumps(self.cpu_generator.config.to_dict(), sort_keys=True).encode()
             self._weights_id = self._fingerprint(settings)

@@ -19,7 +19,7 @@ Two registered architectures:
   half amplitude each: weak undefended), and ``chroma_sharpness`` draws a key's colour edges soft beside
   square luminance (JPEG still took it). ``split_layout = "halves"`` draws the split's two waves at full
   amplitude in different places, the key's colour wave in the image's top half and the grey wave in its bottom
-  half (session 19: a steadier floor against the defences than v3's, not a higher one; not shipped).
+  half (session 19: a steadier floor against the defences than v3's; shipped as v4).
 * ``resnet``: the paper's design scaled down: conv encoder, the embedding broadcast and concatenated
   at the bottleneck, residual blocks, transposed-conv decoder, tanh. Runs at a working resolution and
   its output is resized to the photo.

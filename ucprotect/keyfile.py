@@ -74,8 +74,8 @@ class KeyRecord:
             record.weights_id = weights_id  # a save (new groups) writes today's fingerprint
         if record.weights_id != weights_id:
             raise OtherWeightsKeysError(f"{path}: keys file was made with other generator weights; use the same --weights as before, "
-                              "or pass --keys with a new path to start a separate set of patterns (a folder protected with the default "
-                              "weights before v3 needs v2's: the README's model card says how to make them)")
+                              "or pass --keys with a new path to start a separate set of patterns (a folder protected with earlier default "
+                              "weights needs those: weights/ keeps v3, and the README's model card says how to make v2)")
         return record
 
     def save(self, path: Path) -> None:

@@ -18,7 +18,7 @@ from .imageio import set_default_permissions
 
 FORMAT = "ucprotect-generator"
 FORMAT_VERSION = 1
-DEFAULT_WEIGHTS_NAME = "ucprotect-conse-v3.safetensors"
+DEFAULT_WEIGHTS_NAME = "ucprotect-conse-v4.safetensors"
 
 
 @dataclass
