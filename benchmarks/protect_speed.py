@@ -2,6 +2,7 @@
 
     python benchmarks/protect_speed.py [--device cpu] [--batch-size 16]
     python benchmarks/protect_speed.py --device cuda --batch-size 256 --workers 16 --embed-batches 64 256 1024 4096
+    python benchmarks/protect_speed.py --weights weights/ucprotect-conse-v3.safetensors   # another weights file
 
 Each measurement runs in a fresh subprocess (model loading excluded from the protect timing, reported
 separately); peak memory is that subprocess's max RSS. Floor and protect runs alternate ``--repeats``
@@ -42,7 +43,7 @@ import json, resource, shutil, sys, tempfile, time
 from pathlib import Path
 from ucprotect import Protector, ProtectOptions, protect_folder
 t = time.perf_counter()
-p = Protector.from_file(None, device=sys.argv[3])
+p = Protector.from_file(sys.argv[7] or None, device=sys.argv[3])
 opts = ProtectOptions(batch_size=int(sys.argv[4]), workers=int(sys.argv[5]))
 if int(sys.argv[6]):  # warm-up: a GPU's context and kernel choice happen at first use, once per process
     scratch = Path(tempfile.mkdtemp())
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--small-count", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--weights", default="", help="generator weights file (default: the shipped one)")
     ap.add_argument("--warmup", type=int, default=0, metavar="N",
                     help="protect N images of the set first, untimed (counted with model load; for GPUs)")
     ap.add_argument("--data", type=Path, default=SHARED, help="the shared data folder (photos/, eval/imagenette/)")
@@ -122,7 +124,7 @@ def main() -> None:
     if args.no_photos:
         del sets["camera photos (shared/data/photos)"]
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; device {args.device}; batch {args.batch_size}; "
-          f"workers {args.workers}; median of {args.repeats} runs" + (f"; warm-up {args.warmup} images" if args.warmup else ""))
+          f"workers {args.workers}; median of {args.repeats} runs; weights {args.weights or 'shipped'}" + (f"; warm-up {args.warmup} images" if args.warmup else ""))
     print()
     print("| set | images | floor s | protect s | of which pass 1 (embed) s | ratio | images/s | peak RSS MB (protect) | "
           "model load s | mean PSNR |")
@@ -132,7 +134,7 @@ def main() -> None:
         for r in range(args.repeats):
             floors.append(run(FLOOR, str(src), str(tmp / f"floor{r}" / src.name)))
             prots.append(run(PROTECT, str(src), str(tmp / f"prot{r}" / src.name), args.device, str(args.batch_size),
-                             str(args.workers), str(args.warmup)))
+                             str(args.workers), str(args.warmup), args.weights))
         floor = {"seconds": statistics.median(f["seconds"] for f in floors)}
         prot = {**prots[0], "seconds": statistics.median(p["seconds"] for p in prots),
                 "embed_seconds": statistics.median(p["embed_seconds"] for p in prots),
