@@ -205,3 +205,18 @@ def test_shipped_weights_protect_within_budget(photo_tree, tmp_path):
         delta = out - np.asarray(load_photo(Path(row.input)).pixels).astype(int)
         low = delta[delta.shape[0] * 3 // 4:]
         assert (low[..., 0] == low[..., 1]).mean() > 0.95  # grey in the bottom half (clipping at 0/255 aside)
+
+
+def test_resume_with_other_shipped_weights_names_them(photo_tree, tmp_path):
+    """A folder protected with an earlier default (v3, kept in weights/) and resumed with today's: refused, and
+    the message names the file that continues it, found by the keys file's fingerprint."""
+    from ucprotect import Protector
+    from ucprotect.keyfile import OtherWeightsKeysError
+    from ucprotect.weights import default_weights_path
+
+    v3 = default_weights_path().parent / "ucprotect-conse-v3.safetensors"
+    if not v3.exists():
+        pytest.skip(f"{v3} not found beside the package")
+    protect_folder(photo_tree, tmp_path / "out", Protector.from_file(v3, device="cpu"))
+    with pytest.raises(OtherWeightsKeysError, match=f"--weights {v3}"):
+        protect_folder(photo_tree, tmp_path / "out", Protector.from_file(device="cpu"), ProtectOptions(overwrite=True))

@@ -27,9 +27,9 @@ from .budget import apply_budget_lookup, apply_budget_pixels, epsilon_from_255
 from .errors import ConfigError, ImageError, UcprotectError
 from .generator import PeriodicTexture, StackedTextures
 from .grouping import assign_keys, folder_sample, resolve_mode
-from .keyfile import KEYS_FILE_NAME, KeyRecord
+from .keyfile import KEYS_FILE_NAME, KeyRecord, OtherWeightsKeysError
 from .metrics import difference_stats, psnr_from_stats, ssim, ssim_luma, ssim_of_luma
-from .weights import WeightsBundle, load_weights
+from .weights import WeightsBundle, generator_fingerprint, load_weights, shipped_weights_with_fingerprint
 
 MIN_SIDE = 16  # smaller images carry too few pixels for a pattern (and for a thief)
 # On CPU the backbone runs 4 images at a time whatever --batch-size says: small batches stay in cache
@@ -95,11 +95,9 @@ class Protector:
 
     @property
     def weights_id(self) -> str:
-        """A fingerprint of the generator's settings and tensors: keys recorded for these textures fit no other
-        weights. The settings count: v2, v3 and v4 hold the same tensors and draw them in other ways."""
+        """The generator's fingerprint (``weights.generator_fingerprint``), recorded in keys files."""
         if not hasattr(self, "_weights_id"):
-            settings = json.dumps(self.cpu_generator.config.to_dict(), sort_keys=True).encode()
-            self._weights_id = self._fingerprint(settings)
+            self._weights_id = generator_fingerprint(self.cpu_generator)
         return self._weights_id
 
     @property
@@ -108,14 +106,7 @@ class Protector:
         textures: only at v2's band, 12-24 cycles, the shipped one then; at any other band such a file may have
         been drawn at 12-24 and is refused."""
         config = self.cpu_generator.config
-        return (self._fingerprint(b""),) if (config.min_cycles, config.max_cycles) == (12.0, 24.0) else ()
-
-    def _fingerprint(self, settings: bytes) -> str:
-        h = hashlib.sha256(settings)
-        for name, tensor in sorted(self.cpu_generator.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().float().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+        return (generator_fingerprint(self.cpu_generator, settings=False),) if (config.min_cycles, config.max_cycles) == (12.0, 24.0) else ()
 
     @property
     def texture_similarity(self) -> torch.Tensor | None:
@@ -398,7 +389,15 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     record, keys_path = None, None
     if mode in ("folder", "cluster") and not opts.dry_run:
         keys_path = Path(opts.keys_file) if opts.keys_file else dst / KEYS_FILE_NAME
-        record = KeyRecord.load(keys_path, protector.weights_id, protector.legacy_weights_ids)
+        try:
+            record = KeyRecord.load(keys_path, protector.weights_id, protector.legacy_weights_ids)
+        except OtherWeightsKeysError as e:
+            match = shipped_weights_with_fingerprint(e.weights_id)
+            if match is None:
+                raise
+            raise OtherWeightsKeysError(f"{keys_path}: keys file was made with the shipped {match.name}; continue this folder "
+                                        f"with --weights {match}, or pass --keys with a new path to start a separate set of "
+                                        "patterns with these weights", e.weights_id) from None
         result.keys_file = str(keys_path)
     # Which photos need embeddings: folders not in the keys file at a fixed sample of each, clustering every
     # photo of the collection unless the keys file holds its clusters already (then the photos to protect),

@@ -27,7 +27,11 @@ KEYS_VERSION = 2  # 2 added the two-level fields; a version-1 file reads as one-
 
 
 class OtherWeightsKeysError(ConfigError):
-    """A readable keys file made with other generator weights (not an unreadable one)."""
+    """A readable keys file made with other generator weights (not an unreadable one); ``weights_id`` is theirs."""
+
+    def __init__(self, message: str, weights_id: str = ""):
+        super().__init__(message)
+        self.weights_id = weights_id
 
 
 @dataclass
@@ -75,7 +79,7 @@ class KeyRecord:
         if record.weights_id != weights_id:
             raise OtherWeightsKeysError(f"{path}: keys file was made with other generator weights; use the same --weights as before, "
                               "or pass --keys with a new path to start a separate set of patterns (a folder protected with earlier default "
-                              "weights needs those: weights/ keeps v3, and the README's model card says how to make v2)")
+                              "weights needs those: weights/ keeps v3, and the README's model card says how to make v2)", record.weights_id)
         return record
 
     def save(self, path: Path) -> None:

@@ -6,6 +6,7 @@ generator config, the backbone spec, the concept vocabulary, the training budget
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,29 @@ def default_weights_path() -> Path:
         if (root / DEFAULT_WEIGHTS_NAME).exists():
             return root / DEFAULT_WEIGHTS_NAME
     return repo
+
+
+def generator_fingerprint(generator: torch.nn.Module, settings: bool = True) -> str:
+    """A fingerprint of a generator's settings and tensors: keys files record it, because the keys chosen for
+    one set of textures fit no other. The settings count: v2, v3 and v4 hold the same tensors and draw them
+    in other ways. ``settings=False``: the tensors-only fingerprint that keys files carried before session 15."""
+    h = hashlib.sha256(json.dumps(generator.config.to_dict(), sort_keys=True).encode() if settings else b"")
+    for name, tensor in sorted(generator.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def shipped_weights_with_fingerprint(fingerprint: str) -> Path | None:
+    """The file among the shipped weights (the default and the earlier defaults kept beside it, e.g. v3) whose
+    generator has ``fingerprint``: lets a refused resume name the ``--weights`` that continues it."""
+    for path in sorted(default_weights_path().parent.glob("*.safetensors")):
+        try:
+            if generator_fingerprint(load_weights(path).generator) == fingerprint:
+                return path
+        except WeightsError:
+            continue
+    return None
 
 
 def installed_weights_dirs() -> list[Path]:
