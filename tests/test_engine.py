@@ -186,6 +186,23 @@ def test_split_halves_lookup_writes_what_the_dense_texture_gives(protector, monk
     assert np.array_equal(colour_half, protector.perturb_pixels(photo, 3)[:31].astype(int) - pixels[:31])  # key's own wave
 
 
+def test_dense_perturbation_draws_the_key_asked_for(protector):
+    """Two concepts may share a text embedding (ImageNet has two 'crane's, two 'maillot's): the dense path must
+    draw the key it is given, as the table lookup does, not the first key with that embedding."""
+    import copy
+
+    twin = copy.deepcopy(protector)
+    twin.generator.key_embeddings[5] = twin.generator.key_embeddings[2]  # key 5 now shares key 2's embedding
+    twin.cpu_generator = twin.generator
+    h, w = 37, 52
+    drawn = twin.perturbation(torch.zeros(1, 3, h, w), 5)[0]
+    with torch.no_grad():
+        own = twin.generator.render(torch.tensor([5]), h, w)[0] * twin.epsilon
+        other = twin.generator.render(torch.tensor([2]), h, w)[0] * twin.epsilon
+    assert torch.allclose(drawn, own.clamp(-twin.epsilon, twin.epsilon), atol=1e-5)
+    assert not torch.allclose(drawn, other, atol=1e-2)
+
+
 def test_shipped_weights_protect_within_budget(photo_tree, tmp_path):
     """The default weights in weights/ load and protect real photos within L-inf 8/255: the README's main
     command works on what the repository ships (a broken or mismatched file fails here, not at a user's)."""

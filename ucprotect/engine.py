@@ -141,10 +141,10 @@ class Protector:
         """Bounded perturbation (1 x 3 x H x W, in [-epsilon, epsilon]) for an RGB image tensor in [0, 1];
         ``shared`` >= 0 makes it the two-level texture of ``key`` and that shared key."""
         cond = self.generator.key_embeddings[key : key + 1]
+        kwargs = {"keys": torch.tensor([key], device=self.device)} if self.generator.draws_keys else {}
         if shared >= 0:
-            delta = self.generator(rgb.to(self.device), cond, shared=torch.tensor([shared], device=self.device))
-        else:
-            delta = self.generator(rgb.to(self.device), cond)
+            kwargs["shared"] = torch.tensor([shared], device=self.device)
+        delta = self.generator(rgb.to(self.device), cond, **kwargs)
         delta = delta.float().mul_(self.epsilon)
         return delta.clamp_(-self.epsilon, self.epsilon).cpu()
 

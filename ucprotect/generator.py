@@ -272,6 +272,7 @@ class _KeyedGenerator(nn.Module):
     # Optional capabilities; a generator that has them overrides these defaults.
     uses_pixels = True  # whether the output depends on the image's pixels, not just its size
     two_level = False  # whether forward/render take ``shared`` keys (two-level textures)
+    draws_keys = False  # whether forward takes ``keys`` to draw directly (no key has an output of its own otherwise)
     has_periodic_form = False  # whether periodic_form gives every key's texture (a table lookup, no model)
 
     def periodic_form(self, key: int, height: int, width: int, shared: int = -1) -> "PeriodicTexture | None":
@@ -286,6 +287,7 @@ class _KeyedGenerator(nn.Module):
 @register_generator("concept-texture")
 class ConceptTextureGenerator(_KeyedGenerator):
     two_level = True
+    draws_keys = True
 
     def __init__(self, config: GeneratorConfig):
         super().__init__(config)
@@ -472,8 +474,11 @@ class ConceptTextureGenerator(_KeyedGenerator):
     def has_periodic_form(self) -> bool:
         return self.config.components <= 2 and not self.uses_pixels
 
-    def forward(self, images: torch.Tensor, embeddings: torch.Tensor, shared: torch.Tensor | None = None) -> torch.Tensor:
-        keys = self.nearest_keys(embeddings)
+    def forward(self, images: torch.Tensor, embeddings: torch.Tensor, shared: torch.Tensor | None = None,
+                keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Textures of the keys nearest ``embeddings``, or of ``keys`` (B) when given: a key's own embedding does not
+        always select it, since a few ImageNet concepts share their text (two 'crane's, two 'maillot's)."""
+        keys = self.nearest_keys(embeddings) if keys is None else keys
         h, w = images.shape[-2:]
         c = self.config
         texture = self.render(keys, h, w, shared=shared)

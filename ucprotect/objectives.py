@@ -92,10 +92,11 @@ class ShortcutObjective(Objective):
             raise ConfigError("the shortcut objective needs a batch size of at least 4")
         keys = torch.randperm(generator.config.num_keys, generator=g)[:b].to(x.device)
         cond = generator.key_embeddings[keys]
+        own = {"keys": keys} if generator.draws_keys else {}  # twin concepts share an embedding, not a texture
         first, second = x[:b], x[b : 2 * b]  # two different photos carry each key
         views = []
         for imgs in (first, second):
-            delta = generator(imgs, cond) * epsilon
+            delta = generator(imgs, cond, **own) * epsilon
             views.append(thief_views(apply_budget(imgs, delta, epsilon), self.view_size, g))
         za, zb = self.encoder(views[0]), self.encoder(views[1])
         logits = za @ zb.T / self.temperature
