@@ -6,6 +6,7 @@
     python benchmarks/rescale_weights.py 4 8 sine-4-8.safetensors --sharpness 1   # v3's band, a sine-like profile
     python benchmarks/rescale_weights.py 4 8 split.safetensors --luma-factor 3   # chroma at 4-8, grey at 12-24
     python benchmarks/rescale_weights.py 2 4 halves.safetensors --luma-factor 6 --split-layout halves
+    python benchmarks/rescale_weights.py 2 4 hybrid.safetensors --luma-factor 6 --split-layout halves --split-min-px 4
 
 Every key keeps its texture's orientation, phase and colour signs and its place within the band (the
 frequency logits are unchanged); only ``min_cycles``/``max_cycles`` change. A band that is the source's
@@ -15,7 +16,8 @@ so collections draw exactly the keys they draw with the source file: what differ
 key choice does not depend on it. ``--luma-factor F`` makes split textures: each key's wave in chrominance only at the
 band, beside the same wave at F x its frequency in luminance only, at half amplitude each (key choice unchanged);
 with ``--split-layout halves`` each at full amplitude instead, the key's own colour wave in the image's top half and
-the grey wave in its bottom half.
+the grey wave in its bottom half; ``--split-min-px P`` draws photos whose short side has under P pixels per period
+of the grey wave's top frequency as one colour wave over the whole photo at twice the band (``small_factor``).
 ``--chroma-sharpness S`` keeps each key's colour but draws its chrominance in the profile tanh(S sin) (soft colour
 edges) and its luminance in the square wave.
 """
@@ -45,10 +47,13 @@ def main() -> None:
                     help="the colour's chrominance in this softer profile, its luminance in --sharpness (default: the source's)")
     ap.add_argument("--split-layout", choices=["blend", "halves"], default=None,
                     help="with --luma-factor: the waves summed at half amplitude, or each in one half of the image at full")
+    ap.add_argument("--split-min-px", type=float, default=None,
+                    help="halves: smaller photos draw the colour wave over the whole photo (default: the source's)")
     args = ap.parse_args()
     src = load_weights(args.weights)
     profile = {k: v for k, v in dict(sharpness=args.sharpness, luma_factor=args.luma_factor,
-                                     chroma_sharpness=args.chroma_sharpness, split_layout=args.split_layout).items() if v is not None}  # else the source's
+                                     chroma_sharpness=args.chroma_sharpness, split_layout=args.split_layout,
+                                     split_min_px=args.split_min_px).items() if v is not None}  # else the source's
     generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles, **profile))
     generator.load_state_dict(src.generator.state_dict())
     # save_weights writes format, version, generator config, backbone and vocabulary over the source's

@@ -213,7 +213,8 @@ def test_shipped_weights_protect_within_budget(photo_tree, tmp_path):
     if path is None or not path.exists():
         pytest.skip(f"{DEFAULT_WEIGHTS_NAME} not found beside the package")
     shipped = Protector.from_file(device="cpu")
-    assert shipped.generator.config.split_layout == "halves"  # v4: colour wave above, grey wave below
+    assert shipped.generator.config.split_layout == "halves"  # v4: colour wave above, grey wave below,
+    assert shipped.generator.config.split_min_px == 4.0  # and v3's texture on photos under 96 px
     result = protect_folder(photo_tree, tmp_path / "out", shipped, ProtectOptions(format="png"))
     assert result.failed == 0 and result.count("done") == 4
     assert all(0 < row.linf <= 8 and row.psnr > 28 for row in result.rows)

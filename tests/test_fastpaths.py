@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ucprotect.budget import apply_budget_lookup, apply_budget_pixels
-from ucprotect.generator import GeneratorConfig, PeriodicTexture, create_generator
+from ucprotect.generator import GeneratorConfig, PeriodicTexture, StackedTextures, create_generator
 from ucprotect.metrics import difference_stats, psnr
 
 
@@ -103,6 +103,26 @@ def test_split_halves_draw_the_colour_wave_above_and_the_grey_wave_below_at_full
         assert stacked.starts == [0, top] and float((two[keys.tolist().index(key)] - looked_up).abs().max()) < 0.02
     with pytest.raises(Exception, match="newer version"):
         GeneratorConfig.from_dict({**halves.config.to_dict(), "split_layout": "quarters"})
+
+
+def test_split_halves_draw_small_photos_as_one_colour_wave_at_twice_the_band():
+    """split_min_px: a photo too small to carry the grey wave (here under 8 px x 4 cycles x 3 = 96 px) gets the key's
+    colour wave over all of it at twice the band, i.e. exactly the one-wave generator at that band; larger ones halves."""
+    cfg = dict(seed=3, min_cycles=2.0, max_cycles=4.0)
+    hybrid = create_generator(GeneratorConfig(**cfg, luma_factor=3.0, split_layout="halves", split_min_px=8.0))
+    coarse = create_generator(GeneratorConfig(seed=3, min_cycles=4.0, max_cycles=8.0))
+    halves = create_generator(GeneratorConfig(**cfg, luma_factor=3.0, split_layout="halves"))
+    keys = torch.tensor([0, 17, 999])
+    with torch.no_grad():
+        for h, w in ((40, 32), (95, 200)):  # short side under 96
+            assert torch.equal(hybrid.render(keys, h, w), coarse.render(keys, h, w))
+            for key in keys.tolist():
+                small, one = hybrid.periodic_form(key, h, w), coarse.periodic_form(key, h, w)
+                assert not isinstance(small, StackedTextures)
+                assert torch.equal(small.table, one.table) and np.array_equal(small.index(), one.index())
+        h, w = 96, 130  # at the threshold: halves
+        assert torch.equal(hybrid.render(keys, h, w), halves.render(keys, h, w))
+        assert isinstance(hybrid.periodic_form(0, h, w), StackedTextures)
 
 
 def test_soft_colour_textures_keep_the_square_wave_luminance():

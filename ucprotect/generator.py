@@ -19,7 +19,9 @@ Two registered architectures:
   half amplitude each: weak undefended), and ``chroma_sharpness`` draws a key's colour edges soft beside
   square luminance (JPEG still took it). ``split_layout = "halves"`` draws the split's two waves at full
   amplitude in different places, the key's colour wave in the image's top half and the grey wave in its bottom
-  half (session 19: a steadier floor against the defences than v3's; shipped as v4).
+  half (session 19: a steadier floor against the defences than v3's; shipped as v4). ``split_min_px`` keeps
+  the halves off photos too small for the grey wave (v4: under 96 px, where it protected cifar10 far less than
+  v3, session 20): those get the key's colour wave over the whole photo at twice the band, v3's texture.
 * ``resnet``: the paper's design scaled down: conv encoder, the embedding broadcast and concatenated
   at the bottleneck, residual blocks, transposed-conv decoder, tanh. Runs at a working resolution and
   its output is resized to the photo.
@@ -61,6 +63,10 @@ class GeneratorConfig:
     # times the frequency in luminance only (grey), each at half amplitude; 0: one wave in the key's colours
     split_layout: str = "blend"  # luma_factor > 0: "blend" (the two waves summed, half amplitude each) or "halves"
     # (full amplitude each: the key's own colour wave in the image's top half, the grey wave in its bottom half)
+    split_min_px: float = 0.0  # halves: a photo whose short side has fewer pixels than this per period of the grey
+    # wave's top frequency (max_cycles x luma_factor), where that wave would alias, draws the key's colour wave over
+    # the whole photo at small_factor x the band instead (v4: 4 px, so under 96 px: v3's texture); 0: halves always
+    small_factor: float = 2.0
     mask_floor: float = 1.0  # amplitude on perfectly flat areas (1.0 = no contrast masking)
     mask_ref: float = 0.08  # local std (in [0,1] units) at which full amplitude is reached
     work_size: int = 224  # short side the image branch runs at
@@ -313,6 +319,12 @@ class ConceptTextureGenerator(_KeyedGenerator):
             cyc = cyc * cyc.new_tensor([c.coarse_factor] + [1.0] * (c.components - 1))
         return cyc
 
+    def whole_photo_colour(self, height: int, width: int) -> bool:
+        """Split halves on a photo too small for the grey wave (``split_min_px``): one colour wave over it all."""
+        c = self.config
+        return (c.luma_factor > 0 and c.split_layout == "halves" and c.split_min_px > 0
+                and min(height, width) < c.split_min_px * c.max_cycles * c.luma_factor)
+
     def luma_chroma_colours(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The keys' colour signs (B x 3) as a grey part (their luminance in every channel) plus the rest."""
         v = torch.tanh(self.colour[keys][:, 0])
@@ -360,6 +372,9 @@ class ConceptTextureGenerator(_KeyedGenerator):
             arg = sine(keys)[:, :1] + torch.where((shared >= 0)[:, None, None, None], sine(shared.clamp(min=0))[:, :1], 0.0)
             wave = torch.tanh(arg.mul_(sharp))
             colour = torch.tanh(self.colour[colour_keys][:, :1]) / math.tanh(sharp)
+        elif self.whole_photo_colour(height, width):  # a small photo: the colour wave everywhere, a finer band
+            wave = torch.tanh(sine(keys, self.config.small_factor).mul_(sharp))
+            colour = torch.tanh(self.colour[keys]) / math.tanh(sharp)
         elif self.config.luma_factor > 0 and self.config.split_layout == "halves":  # colour above, grey below
             if offset != (0.0, 0.0) or scale != 1.0:
                 raise ConfigError("split halves are placed by the image's rows: render whole images, not crops")
@@ -399,6 +414,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
         split = self.config.luma_factor > 0
         if (split or self.config.chroma_sharpness > 0) and shared >= 0:
             return None
+        small = self.whole_photo_colour(height, width)  # drawn as one colour wave at small_factor x the band
+        split = split and not small
         if self.config.components == 2:  # (key, wave) pairs
             waves = [(key, 0), (key, 1)]
         elif split:  # the wave, then the same wave at luma_factor x its frequency
@@ -412,7 +429,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
         y_phases, x_phases = [], []
         for i, (k, j) in enumerate(waves):
             cyc, ang, phase = (float(v[k, j]) for v in (cycles, self.angle, self.phase))
-            cyc *= self.config.luma_factor if split and i == 1 else 1.0
+            cyc *= self.config.luma_factor if split and i == 1 else self.config.small_factor if small else 1.0
             # phase in bins: bins * (cyc * (sin(ang) * y' + cos(ang) * x') + phase / 2 pi), y' = (y + 0.5) / short
             y_phase = (np.arange(height) + 0.5) * (bins * cyc * math.sin(ang) / short)
             x_phase = (np.arange(width) + 0.5) * (bins * cyc * math.cos(ang) / short) + bins * phase / (2 * math.pi)
