@@ -175,19 +175,35 @@ def test_keys_file_from_before_the_band_counted_resumes_at_v2s_band_only(tmp_pat
     """Files written before session 15 carry a tensors-only fingerprint; v2 (12-24 cycles) was shipped then, so
     they continue under v2's band and are refused under any other (v3's 4-8)."""
     v2, v3 = _at_band(protector, 12.0, 24.0), _at_band(protector, 4.0, 8.0)
-    assert v2.legacy_weights_ids and not v3.legacy_weights_ids and v2.legacy_weights_ids[0] != v2.weights_id
+    tensors_only = v2.legacy_weights_ids[-1]
+    assert tensors_only not in v3.legacy_weights_ids and tensors_only != v2.weights_id
     src, out = tmp_path / "src", tmp_path / "out"
     _images(src / "a", 1, 0)
     _images(src / "b", 1, 1)
     protect_folder(src, out, v2)
     keys = out / KEYS_FILE_NAME
     data = json.loads(keys.read_text())
-    keys.write_text(json.dumps({**data, "weights_id": v2.legacy_weights_ids[0]}))  # as an older ucprotect wrote it
+    keys.write_text(json.dumps({**data, "weights_id": tensors_only}))  # as an older ucprotect wrote it
     _images(src / "a", 1, 0, start=5)
     with pytest.raises(ConfigError, match="other generator weights"):
         protect_folder(src, out, v3)
     resumed = protect_folder(src, out, v2)
     assert resumed.count("done") == 1 and resumed.groups_new == 0
+
+
+def test_v3_keeps_the_fingerprints_every_earlier_version_recorded():
+    """Adding a generator setting must not orphan earlier outputs' keys files. These are the fingerprints that
+    ucprotect at c5caefb (session 15), 0bd72c9, 9fbf184 (session 17) and 39c8add (session 19) computed for the
+    shipped v3 file: the first is today's, the others are accepted as the same weights."""
+    from ucprotect import Protector
+    from ucprotect.weights import default_weights_path
+
+    path = default_weights_path().parent / "ucprotect-conse-v3.safetensors"
+    if not path.exists():
+        pytest.skip(f"{path} not found beside the package")
+    v3 = Protector.from_file(path, device="cpu")
+    assert v3.weights_id == "b91cd9402c0f670e"
+    assert set(v3.legacy_weights_ids) == {"d79b4abef4dd91f0", "faf9f00715da0288", "707de704d55af7e3"}
 
 
 def test_save_merges_a_keys_file_that_still_carries_the_older_fingerprint(tmp_path):

@@ -29,7 +29,7 @@ from .generator import PeriodicTexture, StackedTextures
 from .grouping import assign_keys, folder_sample, resolve_mode
 from .keyfile import KEYS_FILE_NAME, KeyRecord, OtherWeightsKeysError
 from .metrics import difference_stats, psnr_from_stats, ssim, ssim_luma, ssim_of_luma
-from .weights import WeightsBundle, generator_fingerprint, load_weights, shipped_weights_with_fingerprint
+from .weights import WeightsBundle, generator_fingerprint, legacy_fingerprints, load_weights, shipped_weights_with_fingerprint
 
 MIN_SIDE = 16  # smaller images carry too few pixels for a pattern (and for a thief)
 # On CPU the backbone runs 4 images at a time whatever --batch-size says: small batches stay in cache
@@ -102,11 +102,8 @@ class Protector:
 
     @property
     def legacy_weights_ids(self) -> tuple[str, ...]:
-        """Fingerprints that keys files written before session 15 carry (tensors only) and that still mean these
-        textures: only at v2's band, 12-24 cycles, the shipped one then; at any other band such a file may have
-        been drawn at 12-24 and is refused."""
-        config = self.cpu_generator.config
-        return (generator_fingerprint(self.cpu_generator, settings=False),) if (config.min_cycles, config.max_cycles) == (12.0, 24.0) else ()
+        """Fingerprints that earlier versions recorded for these textures (``weights.legacy_fingerprints``)."""
+        return legacy_fingerprints(self.cpu_generator)
 
     @property
     def texture_similarity(self) -> torch.Tensor | None:

@@ -48,27 +48,64 @@ def default_weights_path() -> Path:
     return repo
 
 
-def generator_fingerprint(generator: torch.nn.Module, settings: bool = True) -> str:
-    """A fingerprint of a generator's settings and tensors: keys files record it, because the keys chosen for
-    one set of textures fit no other. The settings count: v2, v3 and v4 hold the same tensors and draw them
-    in other ways. ``settings=False``: the tensors-only fingerprint that keys files carried before session 15."""
-    h = hashlib.sha256(json.dumps(generator.config.to_dict(), sort_keys=True).encode() if settings else b"")
+# Generator settings added since keys files began to fingerprint settings (session 15), oldest first. One at its
+# default is left out of the fingerprint, so that adding a setting leaves earlier weights' keys files valid.
+LATER_SETTINGS = (("luma_factor",), ("chroma_sharpness",), ("split_layout",), ("split_min_px", "small_factor"))
+
+
+def _fingerprint(generator: torch.nn.Module, settings: dict | None) -> str:
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode() if settings is not None else b"")
     for name, tensor in sorted(generator.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().float().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
+def _settings(generator: torch.nn.Module) -> tuple[dict, set[str], set[str]]:
+    """The generator's settings, the later ones (LATER_SETTINGS), and which of those differ from their defaults."""
+    settings, defaults = generator.config.to_dict(), GeneratorConfig().to_dict()
+    later = {name for group in LATER_SETTINGS for name in group}
+    return settings, later, {name for name in later if settings[name] != defaults[name]}
+
+
+def generator_fingerprint(generator: torch.nn.Module) -> str:
+    """A fingerprint of a generator's settings and tensors: keys files record it, because the keys chosen for
+    one set of textures fit no other. The settings count: v2, v3 and v4 hold the same tensors and draw them
+    in other ways."""
+    settings, later, changed = _settings(generator)
+    return _fingerprint(generator, {k: v for k, v in settings.items() if k not in later or k in changed})
+
+
+def legacy_fingerprints(generator: torch.nn.Module) -> tuple[str, ...]:
+    """What earlier versions recorded for the same textures, so their keys files still resume: sessions 17-19
+    fingerprinted every setting they knew, defaults included (each set of LATER_SETTINGS but the newest), and
+    before session 15 the tensors alone, when v2's band (12-24 cycles) was the only one shipped."""
+    settings, later, changed = _settings(generator)
+    known, ids = set(settings) - later, []
+    for group in LATER_SETTINGS[:-1]:
+        known |= set(group)
+        if changed <= known:
+            ids.append(_fingerprint(generator, {k: settings[k] for k in known}))
+    config = generator.config
+    if not changed and (config.min_cycles, config.max_cycles) == (12.0, 24.0):
+        ids.append(_fingerprint(generator, None))
+    return tuple(ids)
+
+
 def shipped_weights_with_fingerprint(fingerprint: str) -> Path | None:
     """The file among the shipped weights (the default and the earlier defaults kept beside it, e.g. v3) whose
-    generator has ``fingerprint``: lets a refused resume name the ``--weights`` that continues it."""
+    generator has ``fingerprint``, today's or an earlier version's: lets a refused resume name the ``--weights``
+    that continues it."""
     for path in sorted(default_weights_path().parent.glob("*.safetensors")):
         try:
-            if generator_fingerprint(load_weights(path).generator) == fingerprint:
-                return path
+            generator = load_weights(path).generator
         except WeightsError:
             continue
+        if fingerprint == generator_fingerprint(generator) or fingerprint in legacy_fingerprints(generator):
+            return path
     return None
+
+
 
 
 def installed_weights_dirs() -> list[Path]:
