@@ -64,7 +64,7 @@ class GeneratorConfig:
     split_layout: str = "blend"  # luma_factor > 0: "blend" (the two waves summed, half amplitude each) or "halves"
     # (full amplitude each: the key's own colour wave in the image's top half, the grey wave in its bottom half)
     split_min_px: float = 0.0  # halves: a photo whose short side has fewer pixels than this per period of the grey
-    # wave's top frequency (max_cycles x luma_factor), where that wave would alias, draws the key's colour wave over
+    # wave's top frequency (max_cycles x luma_factor), too few to draw that wave cleanly, draws the key's colour wave over
     # the whole photo at small_factor x the band instead (v4: 4 px, so under 96 px: v3's texture); 0: halves always
     small_factor: float = 2.0
     mask_floor: float = 1.0  # amplitude on perfectly flat areas (1.0 = no contrast masking)

@@ -106,8 +106,6 @@ def shipped_weights_with_fingerprint(fingerprint: str) -> Path | None:
     return None
 
 
-
-
 def installed_weights_dirs() -> list[Path]:
     """Where pip puts a wheel's data files: the environment's prefix, or the user base for ``--user``."""
     import site
