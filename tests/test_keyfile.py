@@ -144,6 +144,27 @@ def test_negative_super_groups_is_refused(tmp_path, protector):
         protect_folder(tmp_path / "src", tmp_path / "out", protector, ProtectOptions(super_groups=-1))
 
 
+def test_super_groups_with_split_textures_are_refused_before_anything_is_written(tmp_path, protector):
+    """v4's halves have no two-level form: asking for super-groups used to fail every photo one by one and
+    leave a keys file with super-groups behind; it is refused up front instead."""
+    from dataclasses import replace
+
+    from ucprotect import Protector
+    from ucprotect.generator import create_generator
+
+    bundle = protector.bundle
+    halves = create_generator(replace(bundle.generator.config, luma_factor=6.0, split_layout="halves"))
+    halves.load_state_dict(bundle.generator.state_dict())
+    v4_like = Protector(replace(bundle, generator=halves), device="cpu")
+    assert protector.generator.two_level and not halves.two_level
+    for i, folder in enumerate("abc"):
+        _images(tmp_path / "src" / folder, 1, i)
+    with pytest.raises(ConfigError, match="--super-groups 2: these weights draw no two-level textures"):
+        protect_folder(tmp_path / "src", tmp_path / "out", v4_like, ProtectOptions(group_by="folder", super_groups=2))
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+    assert len(protect_folder(tmp_path / "src", tmp_path / "out", v4_like, ProtectOptions(group_by="folder")).rows) == 3
+
+
 def _at_band(protector, lo, hi):
     from dataclasses import replace
 

@@ -292,7 +292,6 @@ class _KeyedGenerator(nn.Module):
 
 @register_generator("concept-texture")
 class ConceptTextureGenerator(_KeyedGenerator):
-    two_level = True
     draws_keys = True
 
     def __init__(self, config: GeneratorConfig):
@@ -318,6 +317,11 @@ class ConceptTextureGenerator(_KeyedGenerator):
         if c.components > 1 and c.coarse_factor != 1.0:
             cyc = cyc * cyc.new_tensor([c.coarse_factor] + [1.0] * (c.components - 1))
         return cyc
+
+    @property
+    def two_level(self) -> bool:
+        """Split and soft-colour textures (v4's halves among them) have no two-level form; see ``render``."""
+        return self.config.luma_factor <= 0 and self.config.chroma_sharpness <= 0
 
     def whole_photo_colour(self, height: int, width: int) -> bool:
         """Split halves on a photo too small for the grey wave (``split_min_px``): one colour wave over it all."""
