@@ -147,15 +147,8 @@ def test_negative_super_groups_is_refused(tmp_path, protector):
 def test_super_groups_with_split_textures_are_refused_before_anything_is_written(tmp_path, protector):
     """v4's halves have no two-level form: asking for super-groups used to fail every photo one by one and
     leave a keys file with super-groups behind; it is refused up front instead."""
-    from dataclasses import replace
-
-    from ucprotect import Protector
-    from ucprotect.generator import create_generator
-
-    bundle = protector.bundle
-    halves = create_generator(replace(bundle.generator.config, luma_factor=6.0, split_layout="halves"))
-    halves.load_state_dict(bundle.generator.state_dict())
-    v4_like = Protector(replace(bundle, generator=halves), device="cpu")
+    v4_like = _redrawn(protector, luma_factor=6.0, split_layout="halves")
+    halves = v4_like.generator
     assert protector.generator.two_level and not halves.two_level
     for i, folder in enumerate("abc"):
         _images(tmp_path / "src" / folder, 1, i)
@@ -165,14 +158,15 @@ def test_super_groups_with_split_textures_are_refused_before_anything_is_written
     assert len(protect_folder(tmp_path / "src", tmp_path / "out", v4_like, ProtectOptions(group_by="folder")).rows) == 3
 
 
-def _at_band(protector, lo, hi):
+def _redrawn(protector, **settings):
+    """The test weights' tensors drawn with other generator settings (as v2, v3 and v4 share v1's tensors)."""
     from dataclasses import replace
 
     from ucprotect import Protector
     from ucprotect.generator import create_generator
 
     bundle = protector.bundle
-    generator = create_generator(replace(bundle.generator.config, min_cycles=lo, max_cycles=hi))
+    generator = create_generator(replace(bundle.generator.config, **settings))
     generator.load_state_dict(bundle.generator.state_dict())
     return Protector(replace(bundle, generator=generator), device="cpu")
 
@@ -180,8 +174,8 @@ def _at_band(protector, lo, hi):
 def test_keys_file_of_the_same_tensors_in_another_band_is_refused(tmp_path, protector):
     """v2 and v3 hold the same generator tensors and draw them at other frequencies: resuming a v2 output with
     v3 would give one folder's photos two different textures, so the fingerprint counts the settings too."""
-    v2, v3 = _at_band(protector, 12.0, 24.0), _at_band(protector, 4.0, 8.0)
-    assert v2.weights_id != v3.weights_id and _at_band(protector, 4.0, 8.0).weights_id == v3.weights_id
+    v2, v3 = _redrawn(protector, min_cycles=12.0, max_cycles=24.0), _redrawn(protector, min_cycles=4.0, max_cycles=8.0)
+    assert v2.weights_id != v3.weights_id and _redrawn(protector, min_cycles=4.0, max_cycles=8.0).weights_id == v3.weights_id
     src, out = tmp_path / "src", tmp_path / "out"
     _images(src / "a", 1, 0)
     _images(src / "b", 1, 1)
@@ -195,7 +189,7 @@ def test_keys_file_of_the_same_tensors_in_another_band_is_refused(tmp_path, prot
 def test_keys_file_from_before_the_band_counted_resumes_at_v2s_band_only(tmp_path, protector):
     """Files written before session 15 carry a tensors-only fingerprint; v2 (12-24 cycles) was shipped then, so
     they continue under v2's band and are refused under any other (v3's 4-8)."""
-    v2, v3 = _at_band(protector, 12.0, 24.0), _at_band(protector, 4.0, 8.0)
+    v2, v3 = _redrawn(protector, min_cycles=12.0, max_cycles=24.0), _redrawn(protector, min_cycles=4.0, max_cycles=8.0)
     tensors_only = v2.legacy_weights_ids[-1]
     assert tensors_only not in v3.legacy_weights_ids and tensors_only != v2.weights_id
     src, out = tmp_path / "src", tmp_path / "out"

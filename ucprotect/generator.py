@@ -367,7 +367,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
 
         sharp = self.config.sharpness
         two = shared is not None and bool((shared >= 0).any())
-        if two and (self.config.luma_factor > 0 or self.config.chroma_sharpness > 0):
+        if two and not self.two_level:
             raise ConfigError("split or soft-colour textures have no two-level form: protect without --super-groups")
         if self.config.chroma_sharpness > 0 and (self.config.components > 1 or self.config.luma_factor > 0):
             raise ConfigError("chroma_sharpness is for one-wave textures only")
@@ -416,7 +416,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
         if not self.has_periodic_form or (shared >= 0 and self.config.components > 1):
             return None
         split = self.config.luma_factor > 0
-        if (split or self.config.chroma_sharpness > 0) and shared >= 0:
+        if shared >= 0 and not self.two_level:
             return None
         small = self.whole_photo_colour(height, width)  # drawn as one colour wave at small_factor x the band
         split = split and not small
