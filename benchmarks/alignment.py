@@ -9,7 +9,10 @@ eval/caltech101 (efficacy.py's train split: 16 per class, seed 0) and the thief'
 folders line up: the weights' coarse concept groups, k-means of the folders' mean embeddings, the nearest
 fine concept. Purity: share of each thief class's folders in its majority super-group; pair recall: share of
 folder pairs of one thief class that share a super-group; pair precision: share of super-group pairs that are
-in one thief class. Only measures; nothing is tuned on these numbers.
+in one thief class. Before them, the ceiling for any key scheme that is a function of the folders' mean
+embeddings (hard super-groups or textures that vary smoothly with the embedding): how well the cosine of two
+folders' means tells merged pairs from the rest (AUC), and how often a folder's nearest folder is merged with it.
+Only measures; nothing is tuned on these numbers.
 """
 import sys
 from pathlib import Path
@@ -50,6 +53,16 @@ def main() -> None:
     folders = sorted(set(names))
     means = torch.nn.functional.normalize(torch.stack([emb[[k for k, n in enumerate(names) if n == f]].mean(0) for f in folders]), dim=-1)
     thief = torch.tensor(cluster_labels(ds.class_names, 20, SentenceEncoder().encode, 0))[[ds.class_names.index(f) for f in folders]]
+    sim = means @ means.T
+    i, j = torch.triu_indices(len(means), len(means), 1)
+    merged = thief[i] == thief[j]
+    pos, neg = sim[i, j][merged], sim[i, j][~merged]
+    auc = float((pos[:, None] > neg[None]).float().mean())
+    nearest_folder = sim.fill_diagonal_(-2).argmax(1)
+    sizes = torch.bincount(thief).float()
+    chance = float((sizes * (sizes - 1)).sum() / (len(thief) * (len(thief) - 1)))
+    print(f"folder-mean cosine, merged pairs vs the rest: AUC {auc:.2f} (mean {float(pos.mean()):.3f} vs {float(neg.mean()):.3f}); "
+          f"nearest folder merged with it: {float((thief[nearest_folder] == thief).float().mean()):.2f} (chance {chance:.2f})")
     nearest = (means @ p.key_embeddings.T).argmax(1)
     report("coarse concept (the weights' 64 groups)", p.bundle.coarse_keys[nearest], thief)
     for k in (10, 20, 32):
