@@ -14,7 +14,10 @@ family are under natural-image clutter and the victim's augmentation. Families a
 (each colour channel its own full-amplitude square-wave grating: three frequency vectors), each set drawn
 least-alike among 16 candidates; ``tile`` (a random ``--cells`` x ``--cells`` pattern of +-1 per channel,
 repeated ``--tiles`` times per short side: a periodic texture with far more distinct members than gratings)
-and ``ltile`` (the same with one +-1 pattern in a luminance-bearing colour), drawn at random.
+and ``ltile`` (the same with one +-1 pattern in a luminance-bearing colour), drawn at random; ``halves`` (v4's
+layout: the key's colour wave across the top half, the same wave in grey at ``--factor`` x the frequency across the
+bottom; run it with ``--cycles 2 4`` for v4's band) and ``halvesind`` (the bottom wave with its own orientation,
+frequency and phase: a product code of two gratings). ``--victim resnet18`` trains the issue's victim instead.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from families import POOL, draw_distinct, family_params, likeness, render, render_tiles, tile_params  # noqa: E402
+from families import POOL, draw_distinct, family_params, likeness, render, render_halves, render_tiles, tile_params  # noqa: E402
 from ucprotect.verify import Recipe, stratified_split, train_victim  # noqa: E402
 from variants import DATA, downsample, load  # noqa: E402
 
@@ -40,6 +43,10 @@ def textures(family: str, seed: int, args: argparse.Namespace) -> tuple[torch.Te
     if family in ("tile", "ltile"):  # random +-1 cells: all but never alike, drawn at random (likeness 0)
         p = tile_params(seed, args.cells, tuple(args.tiles), family == "ltile")
         return torch.zeros(POOL, POOL), lambda keys, h, w: render_tiles(p, keys, h, w)
+    if family in ("halves", "halvesind"):  # v4's layout; likeness of the wave(s) that tell keys apart
+        p = family_params(seed, 2, tuple(args.cycles))
+        ind = family == "halvesind"
+        return likeness(p, 2 if ind else 1), lambda keys, h, w: render_halves(p, keys, h, w, args.factor, ind)
     comps, rgb = {"grating": 1, "plaid": 2, "rgb": 3}[family], family == "rgb"
     p = family_params(seed, 3 if rgb else 2, tuple(args.cycles))
     return likeness(p, comps, per_channel=rgb), lambda keys, h, w: render(p, keys, comps, h, w, rgb)
@@ -54,6 +61,8 @@ def settings(family: str, args: argparse.Namespace) -> str:
         out += [f" tiles {args.tiles[0]:g}-{args.tiles[1]:g}"] if args.tiles != [4, 8] else []
     else:
         out += [f" cycles {args.cycles[0]:g}-{args.cycles[1]:g}"] if args.cycles != [8, 16] else []
+        out += [f" factor {args.factor:g}"] if family.startswith("halves") and args.factor != 6 else []
+    out += [f" {args.victim}"] if args.victim != "small-cnn" else []
     return "".join(out)
 
 
@@ -62,11 +71,14 @@ def main() -> None:
     ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, rgb, tile, ltile")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--victim", choices=["small-cnn", "resnet18"], default="small-cnn",
+                    help="resnet18: the issue's victim (bf16 on the CPU, ~4x the small CNN's time), to check the proxy against it")
     ap.add_argument("--candidates", type=int, default=16, help="each texture the least alike among this many (1000: all)")
     ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
                     help="grating frequencies, cycles per short side (default: v1's 8 16; v2 ships 12 24)")
     ap.add_argument("--cells", type=int, default=4, help="tile: cells per tile side")
     ap.add_argument("--tiles", type=float, nargs=2, default=[4, 8], metavar=("LO", "HI"), help="tile: tiles per short side")
+    ap.add_argument("--factor", type=float, default=6.0, help="halves, halvesind: the grey wave's frequency over the band (v4: 6)")
     ap.add_argument("--epsilon", type=float, default=8, help="L-inf budget in 0-255 units (8 as shipped; more only as a diagnostic)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -76,7 +88,8 @@ def main() -> None:
     print("| variant | seed | worst pair likeness | pairs > 0.5 | chance | texture-label peak accuracy | curve |")
     print("|---|---|---|---|---|---|---|")
     for seed in args.seeds:
-        recipe = Recipe(victim="small-cnn", image_size=64, epochs=args.epochs, batch_size=64, lr=0.05, seed=seed)
+        recipe = Recipe(victim=args.victim, image_size=64, epochs=args.epochs, batch_size=64, lr=0.05, seed=seed,
+                        bf16=args.victim == "resnet18")
         for name in args.variants:
             t0 = time.perf_counter()
             family, n = name.split(":")
