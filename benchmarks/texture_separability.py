@@ -68,7 +68,7 @@ def settings(family: str, args: argparse.Namespace) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, rgb, tile, ltile")
+    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, rgb, tile, ltile, halves, halvesind")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--victim", choices=["small-cnn", "resnet18"], default="small-cnn",
