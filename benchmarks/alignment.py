@@ -12,8 +12,12 @@ folder pairs of one thief class that share a super-group; pair precision: share 
 in one thief class. Before them, the ceiling for any key scheme that is a function of the folders' mean
 embeddings (hard super-groups or textures that vary smoothly with the embedding): how well the cosine of two
 folders' means tells merged pairs from the rest (AUC), and how often a folder's nearest folder is merged with it.
-Only measures; nothing is tuned on these numbers.
+Then the same for super-groups made from the folders' *names* (k-means of their sentence embeddings, the words a
+text-clustering thief works from), against thieves with other k-means seeds and numbers of clusters, and the
+thief's own clusters re-drawn with another seed: how stable a thief's merges are is the ceiling for any scheme
+that cannot know the thief's seed. Only measures; nothing is tuned on these numbers.
 """
+import re
 import sys
 from pathlib import Path
 
@@ -30,7 +34,7 @@ from ucprotect.verify import cluster_labels, load_class_folders, stratified_spli
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "caltech101"
 
 
-def report(name: str, sup: torch.Tensor, thief: torch.Tensor) -> None:
+def report(name: str, sup: torch.Tensor, thief: torch.Tensor) -> tuple[float, float, float]:
     # purity: share of each thief class's folders in its majority super-group, weighted by folders
     pur = sum(int(torch.bincount(sup[thief == t]).max()) for t in thief.unique()) / len(sup)
     # fragmentation: super-groups per thief class; pairs of folders in one thief class sharing a super-group
@@ -39,7 +43,24 @@ def report(name: str, sup: torch.Tensor, thief: torch.Tensor) -> None:
     off = ~torch.eye(len(sup), dtype=torch.bool)
     recall = float((same_t & same_s & off).sum() / (same_t & off).sum())
     precision = float((same_t & same_s & off).sum() / (same_s & off).sum().clamp(min=1))
-    print(f"{name}: {int(sup.unique().numel())} super-groups; purity {pur:.2f}; pair recall {recall:.2f}; pair precision {precision:.2f}")
+    if name:
+        print(f"{name}: {int(sup.unique().numel())} super-groups; purity {pur:.2f}; pair recall {recall:.2f}; pair precision {precision:.2f}")
+    return pur, recall, precision
+
+
+def name_groups(folders: list[str], encode) -> None:
+    """Super-groups from the folder names' text, against thieves of other seeds and cluster counts."""
+    texts = [f"a photo of a {re.sub(r'[_-]+', ' ', f).strip()}" for f in folders]
+    emb = encode(texts)
+    ours = {k: kmeans(emb, k, seed=0)[0] for k in (10, 20)}
+    print("\n| thief labels | thief seed | thief re-drawn with seed+1: purity / pair recall | names k=10 | names k=20 |")
+    print("|---|---|---|---|---|")
+    for n in (10, 20, 32):
+        for seed in (0, 1, 2):
+            thief = torch.tensor(cluster_labels(folders, n, encode, seed))
+            again = torch.tensor(cluster_labels(folders, n, encode, seed + 1))
+            cells = [report("", again, thief)] + [report("", ours[k], thief) for k in (10, 20)]
+            print(f"| clusters:{n} | {seed} | " + " | ".join(f"{c[0]:.2f} / {c[1]:.2f}" for c in cells) + " |")
 
 
 def main() -> None:
@@ -52,7 +73,8 @@ def main() -> None:
     names = [q.relative_to(ds.root).parent.as_posix() for q in paths]
     folders = sorted(set(names))
     means = torch.nn.functional.normalize(torch.stack([emb[[k for k, n in enumerate(names) if n == f]].mean(0) for f in folders]), dim=-1)
-    thief = torch.tensor(cluster_labels(ds.class_names, 20, SentenceEncoder().encode, 0))[[ds.class_names.index(f) for f in folders]]
+    encode = SentenceEncoder().encode
+    thief = torch.tensor(cluster_labels(ds.class_names, 20, encode, 0))[[ds.class_names.index(f) for f in folders]]
     sim = means @ means.T
     i, j = torch.triu_indices(len(means), len(means), 1)
     merged = thief[i] == thief[j]
@@ -68,6 +90,8 @@ def main() -> None:
     for k in (10, 20, 32):
         report(f"k-means of folder means, k={k}", kmeans(means, k, seed=0)[0], thief)
     report("nearest fine concept", nearest, thief)
+    assert folders == ds.class_names  # the thief clusters the names in this order
+    name_groups(folders, encode)
 
 
 if __name__ == "__main__":
