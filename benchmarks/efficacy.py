@@ -4,7 +4,9 @@
     python benchmarks/efficacy.py --datasets /path/to/any/class-folder-dataset
     python benchmarks/efficacy.py --full --device cuda    # ResNet-18 recipe, all images
 
-Rows: dataset x grouping x labels x defence -> clean peak acc, protected peak acc, score.
+Rows: dataset x grouping x labels x defence -> clean peak acc, protected peak acc, score. With
+--defended-baselines, "clean+D" rows train on the clean copies through defence D (their "protected peak" column is
+that run's peak): what D costs a thief by itself, to read each "protected+D" row against.
 """
 from __future__ import annotations
 
@@ -61,6 +63,9 @@ def main() -> None:
     ap.add_argument("--rows", nargs="*", default=None, metavar="GROUPING/LABELS",
                     help="only these combinations, e.g. folder/folders folder/clusters:20 none/folders")
     ap.add_argument("--defenses", nargs="*", default=["jpeg:75", "grayscale", "blur:1.0", "downup:0.5", "heavyaug"])
+    ap.add_argument("--defended-baselines", action="store_true",
+                    help="also train on the clean copies through each defence ('clean+D' rows: what the defence costs the "
+                         "thief by itself; cached with the clean run)")
     ap.add_argument("--victim", default=None)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--image-size", type=int, default=None)
@@ -120,7 +125,8 @@ def main() -> None:
         report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, super_groups),
                                    labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache,
                                    device=victim_device, on_progress=run_done_printer(recipe.epochs, t0),
-                                   protected_id=protected_id(weights, group_by, super_groups))
+                                   protected_id=protected_id(weights, group_by, super_groups),
+                                   defended_baselines=args.defended_baselines)
         clean = report.run("clean").peak
         for r in report.runs[1:]:
             print(f"| {Path(data).name} | {grouping} | {labels} | {r.name} | {clean:.3f} | {r.peak:.3f} | "

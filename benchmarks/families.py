@@ -101,17 +101,20 @@ def render(p: dict, keys: torch.Tensor, components: int, h: int, w: int, per_cha
     return wave[:, None] * p["colour"][keys][:, :, None, None]
 
 
-def render_halves(p: dict, keys: torch.Tensor, h: int, w: int, factor: float = 6.0, independent: bool = False) -> torch.Tensor:
+def render_halves(p: dict, keys: torch.Tensor, h: int, w: int, factor: float = 6.0, independent: bool = False,
+                  bottom_colour: bool = False) -> torch.Tensor:
     """v4's layout (B x 3 x H x W, values +-1): the key's first wave in its colour signs across the top half, a grey
     wave at ``factor`` x the frequency across the bottom half: the same wave's orientation and phase (as shipped), or
     with ``independent`` the key's second wave (its own orientation, frequency and phase: a product code of two
-    gratings, more distinct members for many groups)."""
+    gratings, more distinct members for many groups). ``bottom_colour``: the bottom wave in the key's colour signs
+    too (v2's fine colour grating in the bottom half, for its capacity, at the price of grayscale's full luminance)."""
     scaled = dict(p, cyc=p["cyc"] * p["cyc"].new_tensor([1.0, factor]))
     if not independent:
         scaled["ang"], scaled["phase"] = p["ang"][:, :1].expand(-1, 2), p["phase"][:, :1].expand(-1, 2)
     waves = torch.sign(sines(scaled, keys, 2, h, w))
     top = (torch.arange(h) < h / 2).view(1, 1, -1, 1)
-    return torch.where(top, waves[:, :1] * p["colour"][keys][:, :, None, None], waves[:, 1:].expand(-1, 3, -1, -1))
+    colour = p["colour"][keys][:, :, None, None]
+    return torch.where(top, waves[:, :1] * colour, waves[:, 1:] * colour if bottom_colour else waves[:, 1:].expand(-1, 3, -1, -1))
 
 
 def tile_params(seed: int = 0, cells: int = 4, tiles: tuple[float, float] = (4, 8), luma: bool = False) -> dict:

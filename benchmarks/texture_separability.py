@@ -17,7 +17,9 @@ repeated ``--tiles`` times per short side: a periodic texture with far more dist
 and ``ltile`` (the same with one +-1 pattern in a luminance-bearing colour), drawn at random; ``halves`` (v4's
 layout: the key's colour wave across the top half, the same wave in grey at ``--factor`` x the frequency across the
 bottom; run it with ``--cycles 2 4`` for v4's band) and ``halvesind`` (the bottom wave with its own orientation,
-frequency and phase: a product code of two gratings). ``--victim resnet18`` trains the issue's victim instead.
+frequency and phase: a product code of two gratings) and ``halvescol`` (the bottom wave in the key's colours, not
+grey). ``--victim resnet18`` trains the issue's victim instead; ``--defense NAME`` puts the training images through
+one of verify's defences first (at 64 px, as efficacy.py does), to measure what capacity survives it.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from families import POOL, draw_distinct, family_params, likeness, render, render_halves, render_tiles, tile_params  # noqa: E402
-from ucprotect.verify import Recipe, stratified_split, train_victim  # noqa: E402
+from ucprotect.verify import Recipe, apply_defense, stratified_split, train_victim  # noqa: E402
 from variants import DATA, downsample, load  # noqa: E402
 
 
@@ -43,10 +45,10 @@ def textures(family: str, seed: int, args: argparse.Namespace) -> tuple[torch.Te
     if family in ("tile", "ltile"):  # random +-1 cells: all but never alike, drawn at random (likeness 0)
         p = tile_params(seed, args.cells, tuple(args.tiles), family == "ltile")
         return torch.zeros(POOL, POOL), lambda keys, h, w: render_tiles(p, keys, h, w)
-    if family in ("halves", "halvesind"):  # v4's layout; likeness of the wave(s) that tell keys apart
+    if family in ("halves", "halvesind", "halvescol"):  # v4's layout; likeness of the wave(s) that tell keys apart
         p = family_params(seed, 2, tuple(args.cycles))
-        ind = family == "halvesind"
-        return likeness(p, 2 if ind else 1), lambda keys, h, w: render_halves(p, keys, h, w, args.factor, ind)
+        ind, col = family == "halvesind", family == "halvescol"
+        return likeness(p, 2 if ind else 1), lambda keys, h, w: render_halves(p, keys, h, w, args.factor, ind, col)
     comps, rgb = {"grating": 1, "plaid": 2, "rgb": 3}[family], family == "rgb"
     p = family_params(seed, 3 if rgb else 2, tuple(args.cycles))
     return likeness(p, comps, per_channel=rgb), lambda keys, h, w: render(p, keys, comps, h, w, rgb)
@@ -63,12 +65,13 @@ def settings(family: str, args: argparse.Namespace) -> str:
         out += [f" cycles {args.cycles[0]:g}-{args.cycles[1]:g}"] if args.cycles != [8, 16] else []
         out += [f" factor {args.factor:g}"] if family.startswith("halves") and args.factor != 6 else []
     out += [f" {args.victim}"] if args.victim != "small-cnn" else []
+    out += [f" through {args.defense}"] if args.defense != "none" else []
     return "".join(out)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, rgb, tile, ltile, halves, halvesind")
+    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, rgb, tile, ltile, halves, halvesind, halvescol")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--victim", choices=["small-cnn", "resnet18"], default="small-cnn",
@@ -79,6 +82,7 @@ def main() -> None:
     ap.add_argument("--cells", type=int, default=4, help="tile: cells per tile side")
     ap.add_argument("--tiles", type=float, nargs=2, default=[4, 8], metavar=("LO", "HI"), help="tile: tiles per short side")
     ap.add_argument("--factor", type=float, default=6.0, help="halves, halvesind: the grey wave's frequency over the band (v4: 6)")
+    ap.add_argument("--defense", default="none", help="one of verify's defences on the training images (blur:1.0, downup:0.5, ...)")
     ap.add_argument("--epsilon", type=float, default=8, help="L-inf budget in 0-255 units (8 as shipped; more only as a diagnostic)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -103,7 +107,8 @@ def main() -> None:
             texture = torch.cat([draw(keys[label[i:i + 100]], 224, 224) for i in range(0, len(x), 100)])
             prot8 = ((x.float() / 255 + texture * (args.epsilon / 255)).clamp(0, 1) * 255).round().byte()
             small = downsample(prot8, 64, "pil")
-            curve = train_victim(small[tr], label[tr], small[te], label[te], n, recipe)
+            train = small[tr] if args.defense == "none" else apply_defense(args.defense, small[tr])
+            curve = train_victim(train, label[tr], small[te], label[te], n, recipe, args.defense)
             name += settings(family, args)
             print(f"| {name} | {seed} | {float(s.max()):.2f} | {int((s > 0.5).sum()) // 2} | {1 / n:.2f} | {max(curve):.3f} | "
                   f"{' '.join(f'{a:.2f}' for a in curve)} | <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)

@@ -74,6 +74,25 @@ def test_clean_cache_is_shared_by_relative_and_absolute_paths(toy, monkeypatch):
     assert len(trained) == 6 and len(cache) == 3
 
 
+def test_defended_baselines_train_the_clean_copies_through_each_defence(toy, monkeypatch):
+    """"clean+D" trains on the clean copies through D, cached with the clean run; with copies that equal the
+    originals it is the very run "protected+D" is, and the bottom line still looks at protected runs only."""
+    cache = {}
+    run = lambda: verify_dataset(toy / "data", RECIPE, protected_dir=toy / "same", test_fraction=0.3, clean_cache=cache,
+                                 defenses=["grayscale"], defended_baselines=True)
+    report, _ = run()
+    assert [r.name for r in report.runs] == ["clean", "clean+grayscale", "protected", "protected+grayscale"]
+    assert report.run("clean+grayscale").accuracy == report.run("protected+grayscale").accuracy
+    assert report.run("clean+grayscale").peak < report.run("clean").peak  # the toy's classes differ by colour only
+    assert report.bottom_line()[0].startswith("protected") and len(cache) == 2
+    from ucprotect import verify
+
+    trained = []
+    monkeypatch.setattr(verify, "train_victim", lambda *a, **k: trained.append(1) or [0.5])
+    again, _ = run()  # both clean runs from the cache: only the two protected runs train
+    assert len(trained) == 2 and again.run("clean+grayscale").accuracy == report.run("clean+grayscale").accuracy
+
+
 def test_clean_cache_file_reused_by_a_later_verify_and_checked(toy, monkeypatch):
     """``verify --clean-cache F`` twice: the second run trains the protected victim only. A file from
     another machine is not used; a file that is not a cache is refused by name, not overwritten."""

@@ -348,7 +348,7 @@ class VerifyReport:
 
     def bottom_line(self) -> tuple[str, float]:
         """The protected run (any defence) where the thief does best, and its score."""
-        prot = [r for r in self.runs if r.name != "clean"]
+        prot = [r for r in self.runs if not r.name.startswith("clean")]
         worst = max(prot, key=lambda r: r.peak)
         return worst.name, self.score(worst.name)
 
@@ -424,13 +424,16 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
                    test_fraction: float = 0.2, max_per_class: int | None = None, text_encoder=None,
                    on_progress: Callable[[str, int, float], None] | None = None, workdir: Path | None = None,
                    clean_cache: dict | None = None, device: torch.device | str = "cpu",
-                   protected_id: str | None = None) -> tuple[VerifyReport, dict]:
+                   protected_id: str | None = None, defended_baselines: bool = False) -> tuple[VerifyReport, dict]:
     """Run the whole comparison. ``protect_fn(train_paths, out_dir) -> {input: output}`` makes protected
     copies; or pass ``protected_dir`` holding copies at the same relative paths. Returns the report and
     the tensors used for the sample strip. Victims train on ``device``. ``clean_cache`` (a dict the caller
     keeps) lets several runs on the same data, labels and recipe share one clean-baseline training run (the
     benchmark's rows); with ``protected_id`` (what makes the protected copies: weights, grouping, code) it keeps
-    the undefended protected run too, so that a later invocation with other defences trains only those."""
+    the undefended protected run too, so that a later invocation with other defences trains only those.
+    ``defended_baselines``: also train on the *clean* copies through each defence ("clean+D" runs, cached with the
+    clean run): a defence costs the thief accuracy by itself (a grey or blurred copy teaches less), and the gap
+    between "clean+D" and "protected+D" is what the protection adds against that defence."""
     t0 = time.perf_counter()
     ds = load_class_folders(data_dir, max_per_class, recipe.seed)
     if labels == "folders":
@@ -469,12 +472,14 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
     report = VerifyReport(dataset=str(data_dir), labels=labels, num_classes=n_classes,
                           chance=float(counts.max() / counts.sum()), recipe=asdict(recipe),
                           train_images=len(train_idx), test_images=len(test_idx))
-    plan = [("clean", train_clean, "none"), ("protected", train_prot, "none")]
+    plan = [("clean", train_clean, "none")]
+    plan += [(f"clean+{d}", apply_defense(d, train_clean), d) for d in (defenses or []) if defended_baselines]
+    plan += [("protected", train_prot, "none")]
     plan += [(f"protected+{d}", apply_defense(d, train_prot), d) for d in (defenses or [])]
     # the resolved path: the same folder named relatively or absolutely is the same clean run
     clean_key = json.dumps([str(Path(data_dir).resolve()), labels, test_fraction, max_per_class, asdict(recipe)],
                            sort_keys=True)
-    cache_keys = {"clean": clean_key}
+    cache_keys = {"clean": clean_key} | {f"clean+{d}": json.dumps([clean_key, d]) for d in (defenses or [])}
     if protected_id is not None:
         cache_keys["protected"] = json.dumps([clean_key, protected_id])
     for name, xs, defense in plan:

@@ -49,6 +49,9 @@ def verify(
     group_by: Annotated[str, typer.Option(help="Grouping used when protecting the train split.")] = "folder",
     labels: Annotated[str, typer.Option(help="folders, or clusters:N (label-agnostic).")] = "folders",
     defense: Annotated[list[str], typer.Option("--defense", help="jpeg[:Q[:444]], grayscale, blur[:S], downup[:F], heavyaug, mixup, all.")] = [],
+    defended_baselines: Annotated[bool, typer.Option(
+        "--defended-baselines", help="Also train on the clean copies through each --defense: what the defence costs "
+                                     "a thief by itself, beside what it leaves of the protection.")] = False,
     victim: Annotated[Optional[str], typer.Option(help="resnet18, mobilenetv2, vit-tiny or small-cnn.")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Victim input size.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
@@ -95,7 +98,7 @@ def verify(
     result, samples = verify_dataset(data_dir, recipe, protect_fn=protect_fn, protected_dir=protected, labels=labels,
                                      defenses=parse_defenses(defense), test_fraction=test_fraction,
                                      max_per_class=max_per_class, on_progress=on_progress, device=resolve_device(device),
-                                     clean_cache=cache)
+                                     clean_cache=cache, defended_baselines=defended_baselines)
     table = Table(title=f"ucprotect verify: {data_dir} ({labels}, {result.num_classes} classes, "
                         f"victim {recipe.victim} {recipe.image_size}px {recipe.epochs} ep)")
     for col in ("run", "final acc", "peak acc", "chance", "score"):
