@@ -92,6 +92,16 @@ def test_defended_baselines_train_the_clean_copies_through_each_defence(toy, mon
     again, _ = run()  # both clean runs from the cache: only the two protected runs train
     assert len(trained) == 2 and again.run("clean+grayscale").accuracy == report.run("clean+grayscale").accuracy
 
+    from typer.testing import CliRunner
+
+    from ucprotect.cli import app
+
+    r = CliRunner().invoke(app, ["verify", str(toy / "data"), "--protected", str(toy / "same"), "--device", "cpu",
+                                 "--defense", "blur", "--defended-baselines", "--report", str(toy / "d.json")])
+    assert r.exit_code == 0, r.output
+    names = [run["name"] for run in json.loads((toy / "d.json").read_text())["runs"]]
+    assert names == ["clean", "clean+blur", "protected", "protected+blur"]
+
 
 def test_clean_cache_file_reused_by_a_later_verify_and_checked(toy, monkeypatch):
     """``verify --clean-cache F`` twice: the second run trains the protected victim only. A file from
