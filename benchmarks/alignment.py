@@ -34,7 +34,8 @@ from ucprotect.verify import cluster_labels, load_class_folders, stratified_spli
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "caltech101"
 
 
-def report(name: str, sup: torch.Tensor, thief: torch.Tensor) -> tuple[float, float, float]:
+def agreement(sup: torch.Tensor, thief: torch.Tensor) -> tuple[float, float, float]:
+    """(purity, pair recall, pair precision) of super-groups ``sup`` against the thief's classes."""
     # purity: share of each thief class's folders in its majority super-group, weighted by folders
     pur = sum(int(torch.bincount(sup[thief == t]).max()) for t in thief.unique()) / len(sup)
     # fragmentation: super-groups per thief class; pairs of folders in one thief class sharing a super-group
@@ -43,9 +44,12 @@ def report(name: str, sup: torch.Tensor, thief: torch.Tensor) -> tuple[float, fl
     off = ~torch.eye(len(sup), dtype=torch.bool)
     recall = float((same_t & same_s & off).sum() / (same_t & off).sum())
     precision = float((same_t & same_s & off).sum() / (same_s & off).sum().clamp(min=1))
-    if name:
-        print(f"{name}: {int(sup.unique().numel())} super-groups; purity {pur:.2f}; pair recall {recall:.2f}; pair precision {precision:.2f}")
     return pur, recall, precision
+
+
+def report(name: str, sup: torch.Tensor, thief: torch.Tensor) -> None:
+    pur, recall, precision = agreement(sup, thief)
+    print(f"{name}: {int(sup.unique().numel())} super-groups; purity {pur:.2f}; pair recall {recall:.2f}; pair precision {precision:.2f}")
 
 
 def name_groups(folders: list[str], encode) -> None:
@@ -59,7 +63,7 @@ def name_groups(folders: list[str], encode) -> None:
         for seed in (0, 1, 2):
             thief = torch.tensor(cluster_labels(folders, n, encode, seed))
             again = torch.tensor(cluster_labels(folders, n, encode, seed + 1))
-            cells = [report("", again, thief)] + [report("", ours[k], thief) for k in (10, 20)]
+            cells = [agreement(again, thief)] + [agreement(ours[k], thief) for k in (10, 20)]
             print(f"| clusters:{n} | {seed} | " + " | ".join(f"{c[0]:.2f} / {c[1]:.2f}" for c in cells) + " |")
 
 
