@@ -45,8 +45,9 @@ def main() -> None:
     ap.add_argument("--luma-factor", type=float, default=None, help="split textures (default: the source's)")
     ap.add_argument("--chroma-sharpness", type=float, default=None,
                     help="the colour's chrominance in this softer profile, its luminance in --sharpness (default: the source's)")
-    ap.add_argument("--split-layout", choices=["blend", "halves"], default=None,
-                    help="with --luma-factor: the waves summed at half amplitude, or each in one half of the image at full")
+    ap.add_argument("--split-layout", choices=["blend", "halves", "channels"], default=None,
+                    help="with --luma-factor: the waves summed at half amplitude, each in one half of the image at full, "
+                         "or each in its own channels at full (the band's red against blue, the fine one in green)")
     ap.add_argument("--split-min-px", type=float, default=None,
                     help="halves: smaller photos draw the colour wave over the whole photo (default: the source's)")
     args = ap.parse_args()

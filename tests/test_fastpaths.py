@@ -105,6 +105,31 @@ def test_split_halves_draw_the_colour_wave_above_and_the_grey_wave_below_at_full
         GeneratorConfig.from_dict({**halves.config.to_dict(), "split_layout": "quarters"})
 
 
+def test_split_channels_draw_the_coarse_wave_red_against_blue_and_the_fine_wave_in_green_everywhere():
+    """``channels``: both waves over the whole photo at full amplitude, in different channels; a grey copy keeps
+    the fine wave, and protect's lookup (one table over both phases) gives the dense render's values."""
+    plain = create_generator(GeneratorConfig(seed=3))
+    channels = create_generator(GeneratorConfig(seed=3, luma_factor=3.0, split_layout="channels"))
+    keys, h, w = torch.tensor([0, 17, 999]), 97, 128
+    with torch.no_grad():
+        one, two = plain.render(keys, h, w), channels.render(keys, h, w)
+    coarse = one / one.abs().amax(dim=(-2, -1), keepdim=True)  # the key's own wave, whatever its colour signs
+    assert torch.allclose(two[:, 0], -two[:, 2]) and float(two.abs().median()) > 0.95 and float(two.abs().max()) <= 1.0 + 1e-6
+    assert all(abs(float((two[i, 0] * coarse[i, c]).mean())) > 0.9 for i in range(3) for c in range(3))  # red = +-wave
+    luma = (two * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    for i, key in enumerate(keys.tolist()):
+        for image, factor in ((two[i, 1], 3.0), (luma[i] - 0.185 * two[i, 0], 3.0), (two[i, 0], 1.0)):
+            spectrum = torch.fft.rfft(image - image.mean(), dim=-1).abs().sum(0)
+            x_cycles = int(spectrum.argmax()) * min(h, w) / w  # along x, per short side
+            expected = factor * float(channels.cycles()[key, 0].detach()) * abs(np.cos(float(channels.angle[key, 0])))
+            assert abs(x_cycles - expected) < 1.5
+        texture = channels.periodic_form(key, h, w)
+        err = (two[i] - texture.table[torch.from_numpy(texture.index())].permute(2, 0, 1)).abs()
+        assert float(err.max()) < 0.1 and float((err > 1 / 16).float().mean()) < 0.05
+    likeness = channels.texture_similarity()  # every key draws the same colours: frequencies alone tell them apart
+    assert torch.allclose(likeness, channels.texture_similarity(colour=False))
+
+
 def test_split_halves_draw_small_photos_as_one_colour_wave_at_twice_the_band():
     """split_min_px: a photo too small to carry the grey wave (here under 8 px x 4 cycles x 3 = 96 px) gets the key's
     colour wave over all of it at twice the band, i.e. exactly the one-wave generator at that band; larger ones halves."""

@@ -62,7 +62,9 @@ class GeneratorConfig:
     luma_factor: float = 0.0  # > 0: a split texture, the key's wave in chrominance only beside its wave at this many
     # times the frequency in luminance only (grey), each at half amplitude; 0: one wave in the key's colours
     split_layout: str = "blend"  # luma_factor > 0: "blend" (the two waves summed, half amplitude each) or "halves"
-    # (full amplitude each: the key's own colour wave in the image's top half, the grey wave in its bottom half)
+    # (full amplitude each: the key's own colour wave in the image's top half, the grey wave in its bottom half) or
+    # "channels" (full amplitude each, everywhere, in different channels: the band's wave red against blue, the fine
+    # wave in green, the channel that carries most of the luminance)
     split_min_px: float = 0.0  # halves: a photo whose short side has fewer pixels than this per period of the grey
     # wave's top frequency (max_cycles x luma_factor), too few to draw that wave cleanly, draws the key's colour wave over
     # the whole photo at small_factor x the band instead (v4: 4 px, so under 96 px: v3's texture); 0: halves always
@@ -84,10 +86,14 @@ class GeneratorConfig:
         if unknown:
             raise ConfigError(f"unknown generator settings {sorted(unknown)}: the weights file is from a newer version")
         config = cls(**d)
-        if config.split_layout not in ("blend", "halves"):
+        if config.split_layout not in SPLIT_LAYOUTS:
             raise ConfigError(f"split_layout {config.split_layout!r}: the weights file is from a newer version")
         return config
 
+
+SPLIT_LAYOUTS = ("blend", "halves", "channels")
+# channels layout: the band's wave in red against blue (strong chrominance, little luminance), the fine wave in green
+CHANNEL_COARSE, CHANNEL_FINE = (1.0, 0.0, -1.0), (0.0, 1.0, 0.0)
 
 _REGISTRY: dict[str, Callable[[GeneratorConfig], nn.Module]] = {}
 
@@ -326,7 +332,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
     def whole_photo_colour(self, height: int, width: int) -> bool:
         """Split halves on a photo too small for the grey wave (``split_min_px``): one colour wave over it all."""
         c = self.config
-        return (c.luma_factor > 0 and c.split_layout == "halves" and c.split_min_px > 0
+        return (c.luma_factor > 0 and c.split_layout in ("halves", "channels") and c.split_min_px > 0
                 and min(height, width) < c.split_min_px * c.max_cycles * c.luma_factor)
 
     def luma_chroma_colours(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -386,6 +392,9 @@ class ConceptTextureGenerator(_KeyedGenerator):
             grey_wave = _unit_wave(sine(keys, self.config.luma_factor), sharp)
             top = (torch.arange(height, device=dev) < height / 2).view(1, 1, -1, 1)
             return torch.where(top, colour_wave, grey_wave)
+        elif self.config.luma_factor > 0 and self.config.split_layout == "channels":  # one wave per channel group
+            coarse, fine = _unit_wave(sine(keys), sharp), _unit_wave(sine(keys, self.config.luma_factor), sharp)
+            return coarse * coarse.new_tensor(CHANNEL_COARSE).view(1, 3, 1, 1) + fine * fine.new_tensor(CHANNEL_FINE).view(1, 3, 1, 1)
         elif self.config.luma_factor > 0:  # split: chrominance at the band, grey at luma_factor x the band
             chroma = self.chroma_colours(keys)[..., None, None]  # B x 3 x 1 x 1
             return 0.5 * _unit_wave(sine(keys), sharp) * chroma + 0.5 * _unit_wave(sine(keys, self.config.luma_factor), sharp)
@@ -448,6 +457,10 @@ class ConceptTextureGenerator(_KeyedGenerator):
             colour = torch.tanh(self.colour[key, 0].float().cpu())
             return StackedTextures([0, top], [PeriodicTexture(square[:, None] * colour, y_phases[0][:top], x_phases[0]),
                                               PeriodicTexture(square[:, None].repeat(1, 3), y_phases[1][top:], x_phases[1])])
+        if split and self.config.split_layout == "channels":  # table[phase0 * bins + phase1]: red/blue, green
+            square = _unit_wave_table(bins, sharp)
+            table = square[:, None, None] * torch.tensor(CHANNEL_COARSE) + square[None, :, None] * torch.tensor(CHANNEL_FINE)
+            return PeriodicTexture(table.reshape(bins * bins, 3), np.stack(y_phases), np.stack(x_phases))
         if split:  # table[phase0 * bins + phase1] = half the chroma wave at phase0 + half the grey wave at phase1
             square = _unit_wave_table(bins, sharp)
             chroma = self.chroma_colours(torch.tensor([key], device=self.colour.device))[0].float().cpu()
@@ -481,8 +494,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
         freq = grating_frequency_likeness(self.cycles(), self.angle, rel_width, mirror)  # K x K x J x J
         # a plaid looks like another when each of its waves matches one of the other's (one wave: that wave)
         freq = freq.amax(-1).amin(-1)
-        if not colour:
-            return freq
+        if not colour or (self.config.luma_factor > 0 and self.config.split_layout == "channels"):
+            return freq  # (every key of the channels layout draws the same colours)
         col = F.normalize(torch.tanh(self.colour[:, 0]), dim=-1)  # K x 3: a plaid takes wave 0's colours
         return freq * (col @ col.T).abs()
 
