@@ -16,7 +16,8 @@ so collections draw exactly the keys they draw with the source file: what differ
 key choice does not depend on it. ``--luma-factor F`` makes split textures: each key's wave in chrominance only at the
 band, beside the same wave at F x its frequency in luminance only, at half amplitude each (key choice unchanged);
 with ``--split-layout halves`` each at full amplitude instead, the key's own colour wave in the image's top half and
-the grey wave in its bottom half; ``--split-min-px P`` draws photos whose short side has under P pixels per period
+the grey wave in its bottom half (``--colour-rows R``: the colour wave on the top R of the rows instead of half), or
+with ``--split-layout channels`` each at full amplitude over the whole photo in its own channels; ``--split-min-px P`` draws photos whose short side has under P pixels per period
 of the grey wave's top frequency as one colour wave over the whole photo at twice the band (``small_factor``).
 ``--chroma-sharpness S`` keeps each key's colour but draws its chrominance in the profile tanh(S sin) (soft colour
 edges) and its luminance in the square wave.
@@ -48,13 +49,15 @@ def main() -> None:
     ap.add_argument("--split-layout", choices=["blend", "halves", "channels"], default=None,
                     help="with --luma-factor: the waves summed at half amplitude, each in one half of the image at full, "
                          "or each in its own channels at full (the band's red against blue, the fine one in green)")
+    ap.add_argument("--colour-rows", type=float, default=None,
+                    help="halves: the share of rows, from the top, that draw the colour wave (default: the source's; v4 0.5)")
     ap.add_argument("--split-min-px", type=float, default=None,
                     help="halves: smaller photos draw the colour wave over the whole photo (default: the source's)")
     args = ap.parse_args()
     src = load_weights(args.weights)
     profile = {k: v for k, v in dict(sharpness=args.sharpness, luma_factor=args.luma_factor,
                                      chroma_sharpness=args.chroma_sharpness, split_layout=args.split_layout,
-                                     split_min_px=args.split_min_px).items() if v is not None}  # else the source's
+                                     split_min_px=args.split_min_px, colour_rows=args.colour_rows).items() if v is not None}  # else the source's
     generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles, **profile))
     generator.load_state_dict(src.generator.state_dict())
     # save_weights writes format, version, generator config, backbone and vocabulary over the source's

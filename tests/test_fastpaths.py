@@ -105,6 +105,22 @@ def test_split_halves_draw_the_colour_wave_above_and_the_grey_wave_below_at_full
         GeneratorConfig.from_dict({**halves.config.to_dict(), "split_layout": "quarters"})
 
 
+def test_split_halves_give_the_colour_wave_the_share_of_rows_asked_for():
+    plain = create_generator(GeneratorConfig(seed=3))
+    halves = create_generator(GeneratorConfig(seed=3, luma_factor=3.0, split_layout="halves", colour_rows=0.75))
+    keys, h, w = torch.tensor([0, 17, 999]), 97, 64
+    with torch.no_grad():
+        one, two = plain.render(keys, h, w), halves.render(keys, h, w)
+    assert torch.allclose(two[..., :73, :], one[..., :73, :], atol=1e-5)  # rows y < 97 * 0.75 = 72.75: the key's own wave
+    below = two[..., 73:, :]
+    assert torch.equal(below[:, 0], below[:, 1]) and torch.equal(below[:, 1], below[:, 2])  # grey below
+    assert not torch.allclose(two[..., 73, :], one[..., 73, :], atol=0.1)
+    for i, key in enumerate(keys.tolist()):
+        stacked = halves.periodic_form(key, h, w)
+        looked_up = torch.cat([part.table[torch.from_numpy(part.index())] for part in stacked.parts]).permute(2, 0, 1)
+        assert stacked.starts == [0, 73] and float((two[i] - looked_up).abs().max()) < 0.02
+
+
 def test_split_channels_draw_the_coarse_wave_red_against_blue_and_the_fine_wave_in_green_everywhere():
     """``channels``: both waves over the whole photo at full amplitude, in different channels; a grey copy keeps
     the fine wave, and protect's lookup (one table over both phases) gives the dense render's values."""

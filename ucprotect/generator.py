@@ -22,6 +22,8 @@ Two registered architectures:
   half (session 19: a steadier floor against the defences than v3's; shipped as v4). ``split_min_px`` keeps
   the halves off photos too small for the grey wave (v4: under 96 px, where it protected cifar10 far less than
   v3, session 20): those get the key's colour wave over the whole photo at twice the band, v3's texture.
+  ``split_layout = "channels"`` puts the two waves in different channels instead, each over the whole photo at
+  full amplitude (the band's wave red against blue, the fine wave in green): level with the halves (session 24).
 * ``resnet``: the paper's design scaled down: conv encoder, the embedding broadcast and concatenated
   at the bottleneck, residual blocks, transposed-conv decoder, tanh. Runs at a working resolution and
   its output is resized to the photo.
@@ -65,6 +67,7 @@ class GeneratorConfig:
     # (full amplitude each: the key's own colour wave in the image's top half, the grey wave in its bottom half) or
     # "channels" (full amplitude each, everywhere, in different channels: the band's wave red against blue, the fine
     # wave in green, the channel that carries most of the luminance)
+    colour_rows: float = 0.5  # halves: the share of the photo's rows, from the top, that draw the colour wave
     split_min_px: float = 0.0  # halves: a photo whose short side has fewer pixels than this per period of the grey
     # wave's top frequency (max_cycles x luma_factor), too few to draw that wave cleanly, draws the key's colour wave over
     # the whole photo at small_factor x the band instead (v4: 4 px, so under 96 px: v3's texture); 0: halves always
@@ -390,7 +393,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
                 raise ConfigError("split halves are placed by the image's rows: render whole images, not crops")
             colour_wave = _unit_wave(sine(keys), sharp) * torch.tanh(self.colour[keys][:, 0])[..., None, None]
             grey_wave = _unit_wave(sine(keys, self.config.luma_factor), sharp)
-            top = (torch.arange(height, device=dev) < height / 2).view(1, 1, -1, 1)
+            top = (torch.arange(height, device=dev) < height * self.config.colour_rows).view(1, 1, -1, 1)
             return torch.where(top, colour_wave, grey_wave)
         elif self.config.luma_factor > 0 and self.config.split_layout == "channels":  # one wave per channel group
             coarse, fine = _unit_wave(sine(keys), sharp), _unit_wave(sine(keys, self.config.luma_factor), sharp)
@@ -451,8 +454,8 @@ class ConceptTextureGenerator(_KeyedGenerator):
             y_phases.append(y_phase.astype(np.float32))
             x_phases.append(x_phase.astype(np.float32))
         sharp = self.config.sharpness
-        if halves:  # two one-wave textures: the key's colour wave on rows y < height / 2 (as render), grey below
-            top = (height + 1) // 2
+        if halves:  # two one-wave textures: the key's colour wave on rows y < height * colour_rows (as render), grey below
+            top = min(height, math.ceil(height * self.config.colour_rows))
             square = _unit_wave_table(bins, sharp)
             colour = torch.tanh(self.colour[key, 0].float().cpu())
             return StackedTextures([0, top], [PeriodicTexture(square[:, None] * colour, y_phases[0][:top], x_phases[0]),

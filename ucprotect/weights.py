@@ -50,7 +50,8 @@ def default_weights_path() -> Path:
 
 # Generator settings added since keys files began to fingerprint settings (session 15), oldest first. One at its
 # default is left out of the fingerprint, so that adding a setting leaves earlier weights' keys files valid.
-LATER_SETTINGS = (("luma_factor",), ("chroma_sharpness",), ("split_layout",), ("split_min_px", "small_factor"))
+LATER_SETTINGS = (("luma_factor",), ("chroma_sharpness",), ("split_layout",), ("split_min_px", "small_factor"), ("colour_rows",))
+LEGACY_GROUPS = 3  # sessions 17-19 fingerprinted every setting of the first groups, defaults included
 
 
 def _fingerprint(generator: torch.nn.Module, settings: dict | None) -> str:
@@ -82,7 +83,7 @@ def legacy_fingerprints(generator: torch.nn.Module) -> tuple[str, ...]:
     before session 15 the tensors alone, when v2's band (12-24 cycles) was the only one shipped."""
     settings, later, changed = _settings(generator)
     known, ids = set(settings) - later, []
-    for group in LATER_SETTINGS[:-1]:
+    for group in LATER_SETTINGS[:LEGACY_GROUPS]:
         known |= set(group)
         if changed <= known:
             ids.append(_fingerprint(generator, {k: settings[k] for k in known}))
