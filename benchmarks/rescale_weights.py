@@ -17,8 +17,9 @@ key choice does not depend on it. ``--luma-factor F`` makes split textures: each
 band, beside the same wave at F x its frequency in luminance only, at half amplitude each (key choice unchanged);
 with ``--split-layout halves`` each at full amplitude instead, the key's own colour wave in the image's top half and
 the grey wave in its bottom half (``--colour-rows R``: the colour wave on the top R of the rows instead of half), or
-with ``--split-layout channels`` each at full amplitude over the whole photo in its own channels; ``--split-min-px P`` draws photos whose short side has under P pixels per period
-of the grey wave's top frequency as one colour wave over the whole photo at twice the band (``small_factor``).
+with ``--split-layout channels`` each at full amplitude over the whole photo in its own channels; ``--split-min-px P``
+draws photos whose short side has under P pixels per period of the grey wave's top frequency as one colour wave over
+the whole photo at twice the band (``small_factor``).
 ``--chroma-sharpness S`` keeps each key's colour but draws its chrominance in the profile tanh(S sin) (soft colour
 edges) and its luminance in the square wave.
 """

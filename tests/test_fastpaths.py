@@ -119,6 +119,8 @@ def test_split_halves_give_the_colour_wave_the_share_of_rows_asked_for():
         stacked = halves.periodic_form(key, h, w)
         looked_up = torch.cat([part.table[torch.from_numpy(part.index())] for part in stacked.parts]).permute(2, 0, 1)
         assert stacked.starts == [0, 73] and float((two[i] - looked_up).abs().max()) < 0.02
+    with pytest.raises(Exception, match="between 0 and 1"):
+        GeneratorConfig.from_dict({**halves.config.to_dict(), "colour_rows": 1.5})
 
 
 def test_split_channels_draw_the_coarse_wave_red_against_blue_and_the_fine_wave_in_green_everywhere():

@@ -91,6 +91,8 @@ class GeneratorConfig:
         config = cls(**d)
         if config.split_layout not in SPLIT_LAYOUTS:
             raise ConfigError(f"split_layout {config.split_layout!r}: the weights file is from a newer version")
+        if not 0.0 < config.colour_rows < 1.0:
+            raise ConfigError(f"colour_rows {config.colour_rows!r}: the weights file is damaged (the share must be between 0 and 1)")
         return config
 
 
@@ -333,7 +335,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
         return self.config.luma_factor <= 0 and self.config.chroma_sharpness <= 0
 
     def whole_photo_colour(self, height: int, width: int) -> bool:
-        """Split halves on a photo too small for the grey wave (``split_min_px``): one colour wave over it all."""
+        """Split halves (or channels) on a photo too small for the fine wave (``split_min_px``): one colour wave over it all."""
         c = self.config
         return (c.luma_factor > 0 and c.split_layout in ("halves", "channels") and c.split_min_px > 0
                 and min(height, width) < c.split_min_px * c.max_cycles * c.luma_factor)
