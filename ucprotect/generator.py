@@ -334,10 +334,15 @@ class ConceptTextureGenerator(_KeyedGenerator):
         """Split and soft-colour textures (v4's halves among them) have no two-level form; see ``render``."""
         return self.config.luma_factor <= 0 and self.config.chroma_sharpness <= 0
 
+    @property
+    def layout(self) -> str:
+        """The split layout drawn ("blend", "halves" or "channels"), or "" for one wave in the key's colours."""
+        return self.config.split_layout if self.config.luma_factor > 0 else ""
+
     def whole_photo_colour(self, height: int, width: int) -> bool:
         """Split halves (or channels) on a photo too small for the fine wave (``split_min_px``): one colour wave over it all."""
         c = self.config
-        return (c.luma_factor > 0 and c.split_layout in ("halves", "channels") and c.split_min_px > 0
+        return (self.layout in ("halves", "channels") and c.split_min_px > 0
                 and min(height, width) < c.split_min_px * c.max_cycles * c.luma_factor)
 
     def luma_chroma_colours(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -397,7 +402,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
             grey_wave = _unit_wave(sine(keys, self.config.luma_factor), sharp)
             top = (torch.arange(height, device=dev) < height * self.config.colour_rows).view(1, 1, -1, 1)
             return torch.where(top, colour_wave, grey_wave)
-        elif self.config.luma_factor > 0 and self.config.split_layout == "channels":  # one wave per channel group
+        elif self.layout == "channels":  # one wave per channel group
             coarse, fine = _unit_wave(sine(keys), sharp), _unit_wave(sine(keys, self.config.luma_factor), sharp)
             return coarse * coarse.new_tensor(CHANNEL_COARSE).view(1, 3, 1, 1) + fine * fine.new_tensor(CHANNEL_FINE).view(1, 3, 1, 1)
         elif self.config.luma_factor > 0:  # split: chrominance at the band, grey at luma_factor x the band
@@ -462,7 +467,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
             colour = torch.tanh(self.colour[key, 0].float().cpu())
             return StackedTextures([0, top], [PeriodicTexture(square[:, None] * colour, y_phases[0][:top], x_phases[0]),
                                               PeriodicTexture(square[:, None].repeat(1, 3), y_phases[1][top:], x_phases[1])])
-        if split and self.config.split_layout == "channels":  # table[phase0 * bins + phase1]: red/blue, green
+        if split and self.layout == "channels":  # table[phase0 * bins + phase1]: red/blue, green
             square = _unit_wave_table(bins, sharp)
             table = square[:, None, None] * torch.tensor(CHANNEL_COARSE) + square[None, :, None] * torch.tensor(CHANNEL_FINE)
             return PeriodicTexture(table.reshape(bins * bins, 3), np.stack(y_phases), np.stack(x_phases))
@@ -499,7 +504,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
         freq = grating_frequency_likeness(self.cycles(), self.angle, rel_width, mirror)  # K x K x J x J
         # a plaid looks like another when each of its waves matches one of the other's (one wave: that wave)
         freq = freq.amax(-1).amin(-1)
-        if not colour or (self.config.luma_factor > 0 and self.config.split_layout == "channels"):
+        if not colour or self.layout == "channels":
             return freq  # (every key of the channels layout draws the same colours)
         col = F.normalize(torch.tanh(self.colour[:, 0]), dim=-1)  # K x 3: a plaid takes wave 0's colours
         return freq * (col @ col.T).abs()
