@@ -9,6 +9,8 @@
 # `first` and `second` are what session 11 ran (v2, 12-24 cycles). `shipped` (not run yet; `v3` is its old name) re-measures
 # the shipped weights (v4 since session 20: v3's keys as colour 2-4 cycles above, grey 12-24 below; RESULTS.md session 19): three
 # imagenette seeds against all five defences plus single photos, and cifar10, four processes at once.
+# `sweep` (session 25): seven layouts x three imagenette seeds, all defences, and v4 on cifar10, in one lease; at most 8
+# files come back, so each process writes its errors into its own table file.
 # `band24` (not run yet): the 2-4-cycle candidate of session 17 beside v3, three imagenette seeds, all five defences.
 # (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.
@@ -34,7 +36,7 @@ step() {  # name, then the command; skipped when under 30 s are left
   local t=$(left)
   if [ "$t" -lt 30 ]; then log "skip $name ($t s left)"; return; fi
   log "start $name (limit $t s)"
-  timeout "$t" "$@" >> "$OUT/$name.md" 2>> "$OUT/errors.txt"
+  if [ "$PART" = sweep ]; then timeout "$t" "$@" >> "$OUT/$name.md" 2>&1; else timeout "$t" "$@" >> "$OUT/$name.md" 2>> "$OUT/errors.txt"; fi
   RC=$?; log "end $name: rc $RC"
 }
 EFF="python3 benchmarks/efficacy.py --device $DEV --labels folders $RECIPE"
@@ -56,6 +58,26 @@ elif [ "$PART" = band24 ]; then
   for seed in 0 1 2; do
     step band24-s$seed $EFF --datasets $DATA/eval/imagenette --weights /tmp/band-2-4.safetensors weights/ucprotect-conse-v3.safetensors --group-by folder --seed $seed &
   done
+  wait
+elif [ "$PART" = sweep ]; then
+  # Session 25: seven texture layouts, three imagenette seeds each (all five defences), plus v4 on cifar10; seven
+  # processes at once, two cores each. Layouts are made here from the two shipped-so-far files (seconds).
+  C=/tmp/cand; mkdir -p $C; V3=weights/ucprotect-conse-v3.safetensors; V4=weights/ucprotect-conse-v4.safetensors
+  { python3 benchmarks/rescale_weights.py 2 4 $C/band24.safetensors --weights $V3 &&
+    python3 benchmarks/rescale_weights.py 2 4 $C/channels.safetensors --luma-factor 6 --split-layout channels --split-min-px 4 --weights $V4 &&
+    python3 benchmarks/rescale_weights.py 2 4 $C/halves3.safetensors --luma-factor 3 --split-layout halves --split-min-px 4 --weights $V4 &&
+    python3 benchmarks/rescale_weights.py 2 4 $C/channels3.safetensors --luma-factor 3 --split-layout channels --split-min-px 4 --weights $V4 &&
+    python3 benchmarks/rescale_weights.py 2 4 $C/blend24.safetensors --luma-factor 6 --split-layout blend --weights $V4 &&
+    cp $V4 $C/v4.safetensors && cp $V3 $C/v3.safetensors; } >> "$OUT/log.txt" 2>&1 || { log "making candidates failed"; exit 1; }
+  cpus() { { [ "${SMOKE:-0}" = 1 ] || ! command -v taskset >/dev/null; } && echo "" || echo "taskset -c $(( 2 * $1 )),$(( 2 * $1 + 1 ))"; }
+  export OMP_NUM_THREADS=2
+  for seed in 0 1 2; do
+    step a-s$seed $(cpus $seed) $EFF --datasets $DATA/eval/imagenette --group-by folder --seed $seed --defended-baselines \
+      --weights $C/v4.safetensors $C/band24.safetensors $C/channels.safetensors &
+    step b-s$seed $(cpus $(( seed + 3 ))) $EFF --datasets $DATA/eval/imagenette --group-by folder --seed $seed \
+      --weights $C/halves3.safetensors $C/channels3.safetensors $C/blend24.safetensors $C/v3.safetensors &
+  done
+  step cifar10-s0 $(cpus 6) $EFF --datasets $DATA/eval/cifar10 --group-by folder --seed 0 --weights $C/v4.safetensors &
   wait
 else
   step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}

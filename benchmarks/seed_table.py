@@ -1,0 +1,66 @@
+"""Mean ± sd over seeds of the scores in efficacy.py outputs: one table, a row per layout, a column per run.
+
+    python benchmarks/seed_table.py out/a-s0.md out/a-s1.md out/a-s2.md out/b-s*.md
+
+Each file is one efficacy.py invocation (one seed); rows are read from its markdown table, so runs a deadline cut
+before their row printed are not counted (the "seeds" column says how many each mean has). The "best defence" column
+is the mean over seeds of each seed's lowest defended score, as efficacy.py's bottom line reports it.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+ROW = re.compile(r"^\| (?P<data>[^|]+) \| (?P<grouping>[^|]+) \| (?P<labels>[^|]+) \| (?P<run>[^|]+) \| "
+                 r"(?P<clean>[\d.]+) \| (?P<peak>[\d.]+) \| [\d.]+ \| (?P<score>[^|]+) \|$")
+RUNS = ["protected", "protected+jpeg:75", "protected+grayscale", "protected+blur:1.0", "protected+downup:0.5",
+        "protected+heavyaug"]
+
+
+def read_scores(path: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """(dataset, grouping) -> {run: score}; 'best' holds the bottom line, 'clean' the clean peak."""
+    out: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for line in path.read_text().splitlines():
+        m = ROW.match(line.strip())
+        if not m or m["run"].startswith("clean+"):
+            continue
+        key = (m["data"].strip(), m["grouping"].strip())
+        score = float(m["score"].strip("* "))
+        out[key]["best" if m["run"].startswith("**best") else m["run"].strip()] = score
+        out[key]["clean"] = float(m["clean"])
+    return out
+
+
+def mean_sd(values: list[float]) -> str:
+    values = [v for v in values if v == v]  # a run with clean at chance scores nan
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="+", type=Path)
+    args = ap.parse_args()
+    merged: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for path in args.files:
+        for key, scores in read_scores(path).items():
+            for run, s in scores.items():
+                merged[key][run].append(s)
+    cols = RUNS + ["best"]
+    print("| dataset | grouping | seeds | clean peak | " + " | ".join(c.replace("protected+", "+").replace("protected", "undefended")
+                                                           for c in cols) + " |")
+    print("|---" * (4 + len(cols)) + "|")
+    for (data, grouping), runs in sorted(merged.items()):
+        seeds = len(runs.get("protected", []))
+        print(f"| {data} | {grouping} | {seeds} | {mean_sd(runs['clean'])} | "
+              + " | ".join(mean_sd(runs.get(c, [])) for c in cols) + " |")
+
+
+if __name__ == "__main__":
+    main()
