@@ -32,15 +32,19 @@ EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
 
 
 def run_done_printer(epochs: int, t0: float):
-    """One comment line as each victim run ends, so a run cut short (a GPU lease's deadline) keeps its parts."""
+    """One comment line with the curve as each victim run ends, so an invocation cut short (a GPU lease's deadline,
+    a rule that stops a candidate) keeps every finished run. Returns the callback and the names it printed."""
     accs: dict[str, list[float]] = {}
+    printed: set[str] = set()
 
     def on_progress(name: str, epoch: int, acc: float) -> None:
         accs.setdefault(name, []).append(acc)
         if epoch == epochs:
-            print(f"<!-- run {name} done at {time.perf_counter() - t0:.0f} s: peak {max(accs[name]):.3f} -->", flush=True)
+            printed.add(name)
+            print(f"<!-- run {name} done at {time.perf_counter() - t0:.0f} s: peak {max(accs[name]):.3f}; "
+                  f"curve {' '.join(f'{a:.2f}' for a in accs[name])} -->", flush=True)
 
-    return on_progress
+    return on_progress, printed
 
 
 def protected_id(weights: str | None, group_by: str, super_groups: int) -> str:
@@ -122,9 +126,10 @@ def main() -> None:
         first = group_by == args.group_by[0] and super_groups == args.super_groups[0]
         defenses = args.defenses if (labels == "folders" and first) else []
         t0 = time.perf_counter()
+        on_progress, printed = run_done_printer(recipe.epochs, t0)
         report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, super_groups),
                                    labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache,
-                                   device=victim_device, on_progress=run_done_printer(recipe.epochs, t0),
+                                   device=victim_device, on_progress=on_progress,
                                    protected_id=protected_id(weights, group_by, super_groups),
                                    defended_baselines=args.defended_baselines)
         clean = report.run("clean").peak
@@ -136,7 +141,8 @@ def main() -> None:
             print(f"| {Path(data).name} | {grouping} | {labels} | **best defence: {worst}** | {clean:.3f} | "
                   f"{report.run(worst).peak:.3f} | {report.chance:.3f} | **{s:.2f}** |", flush=True)
         for r in report.runs:  # when the peak happens tells whether the shortcut is learned late
-            print(f"<!-- curve {r.name}: {' '.join(f'{a:.2f}' for a in r.accuracy)} -->")
+            if r.name not in printed:  # runs taken from the clean cache
+                print(f"<!-- curve {r.name}: {' '.join(f'{a:.2f}' for a in r.accuracy)} -->")
         print(f"<!-- {Path(data).name} {grouping} {labels}: {time.perf_counter() - t0:.0f} s, "
               f"{report.train_images} train / {report.test_images} test images -->", flush=True)
 
