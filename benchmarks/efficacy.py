@@ -47,14 +47,14 @@ def run_done_printer(epochs: int, t0: float):
     return on_progress, printed
 
 
-def protected_id(weights: str | None, group_by: str, super_groups: int) -> str:
-    """What makes the protected copies: the weights' bytes, the grouping and ucprotect's source (any code change
-    makes the cached undefended run stale, so it is trained again)."""
+def protected_id(weights: str | None, group_by: str, super_groups: int, epsilon: float = 8.0) -> str:
+    """What makes the protected copies: the weights' bytes, the grouping, the budget and ucprotect's source (any code
+    change makes the cached undefended run stale, so it is trained again)."""
     h = hashlib.sha256()
     package = Path(__file__).resolve().parents[1] / "ucprotect"
     for path in [Path(weights) if weights else default_weights_path()] + sorted(package.rglob("*.py")):
         h.update(path.read_bytes())
-    return f"{h.hexdigest()[:16]} {group_by} {super_groups}"
+    return f"{h.hexdigest()[:16]} {group_by} {super_groups}" + (f" eps {epsilon:g}" if epsilon != 8.0 else "")
 
 
 def main() -> None:
@@ -77,6 +77,8 @@ def main() -> None:
                     help="images per class (default: 40, or all with --full)")
     ap.add_argument("--full", action="store_true", help="ResNet-18 standard recipe on all images, or --max-per-class "
                     "of them (GPU, or a CPU with AMX and --bf16)")
+    ap.add_argument("--epsilon", type=float, default=8.0,
+                    help="protect's L-inf budget in 0-255 units (default 8; PSNR rises 20 log10(8 / epsilon) dB)")
     ap.add_argument("--device", default="auto", help="where victims train and protect embeds")
     ap.add_argument("--protect-device", default=None, help="where protect embeds, if not --device")
     ap.add_argument("--super-groups", nargs="*", type=int, default=[0], metavar="N",
@@ -96,13 +98,14 @@ def main() -> None:
     if args.bf16 is not None:
         recipe = replace(recipe, bf16=args.bf16)
     max_per_class = args.max_per_class if args.max_per_class is not None else (None if args.full else 40)
-    protectors = {w: Protector.from_file(w, device=args.protect_device or args.device) for w in args.weights}
+    protectors = {w: Protector.from_file(w, device=args.protect_device or args.device, epsilon=args.epsilon)
+                  for w in args.weights}
     victim_device = resolve_device(args.device)
     gpu = f" ({torch.cuda.get_device_name(victim_device)})" if victim_device.type == "cuda" else ""
     print(f"machine: {platform.machine()} ({cpu_name()}), {torch.get_num_threads()} threads; victims on {victim_device}{gpu}, "
           f"protect embeds on {next(iter(protectors.values())).device}; "
           f"recipe: {recipe}; max/class: {max_per_class}; weights: {' '.join(w or 'shipped' for w in args.weights)}; "
-          f"super-groups: {' '.join(map(str, args.super_groups))}")
+          f"super-groups: {' '.join(map(str, args.super_groups))}; epsilon: {args.epsilon:g}/255")
     print()
     print("| dataset | grouping | labels | run | clean peak | protected peak | chance | score |")
     print("|---|---|---|---|---|---|---|---|")
@@ -123,6 +126,8 @@ def main() -> None:
         grouping = group_by if len(args.super_groups) == 1 else f"{group_by} (super-groups {super_groups})"
         if len(protectors) > 1:
             grouping += f" [{Path(weights).stem if weights else 'shipped'}]"
+        if args.epsilon != 8.0:
+            grouping += f" (epsilon {args.epsilon:g})"
         first = group_by == args.group_by[0] and super_groups == args.super_groups[0]
         defenses = args.defenses if (labels == "folders" and first) else []
         t0 = time.perf_counter()
@@ -130,7 +135,7 @@ def main() -> None:
         report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, super_groups),
                                    labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache,
                                    device=victim_device, on_progress=on_progress,
-                                   protected_id=protected_id(weights, group_by, super_groups),
+                                   protected_id=protected_id(weights, group_by, super_groups, args.epsilon),
                                    defended_baselines=args.defended_baselines)
         clean = report.run("clean").peak
         for r in report.runs[1:]:

@@ -2,7 +2,7 @@
 
     python benchmarks/seed_table.py out/a-s0.md out/a-s1.md out/a-s2.md out/b-s*.md
 
-Each file is one efficacy.py invocation (one seed); rows are read from its markdown table, so runs a deadline cut
+Each file holds one or more efficacy.py invocations (one seed each); rows are read from its markdown table, so runs a deadline cut
 before their row printed are not counted (the "seeds" column says how many each mean has). The "best defence" column
 is the mean over seeds of each seed's lowest defended score, as efficacy.py's bottom line reports it.
 """
@@ -20,17 +20,18 @@ RUNS = ["protected", "protected+jpeg:75", "protected+grayscale", "protected+blur
         "protected+heavyaug"]
 
 
-def read_scores(path: Path) -> dict[tuple[str, str], dict[str, float]]:
-    """(dataset, grouping) -> {run: score}; 'best' holds the bottom line, 'clean' the clean peak."""
-    out: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+def read_scores(path: Path) -> list[tuple[tuple[str, str], str, float]]:
+    """Every row of the file as ((dataset, grouping), run, score); 'best' is the bottom line, and each row set's
+    'protected' row also gives a 'clean' entry (its clean peak). A file may hold several seeds' row sets."""
+    out = []
     for line in path.read_text().splitlines():
         m = ROW.match(line.strip())
         if not m or m["run"].startswith("clean+"):
             continue
-        key = (m["data"].strip(), m["grouping"].strip())
-        score = float(m["score"].strip("* "))
-        out[key]["best" if m["run"].startswith("**best") else m["run"].strip()] = score
-        out[key]["clean"] = float(m["clean"])
+        key, run = (m["data"].strip(), m["grouping"].strip()), m["run"].strip()
+        out.append((key, "best" if run.startswith("**best") else run, float(m["score"].strip("* "))))
+        if run == "protected":
+            out.append((key, "clean", float(m["clean"])))
     return out
 
 
@@ -49,9 +50,8 @@ def main() -> None:
     args = ap.parse_args()
     merged: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for path in args.files:
-        for key, scores in read_scores(path).items():
-            for run, s in scores.items():
-                merged[key][run].append(s)
+        for key, run, score in read_scores(path):
+            merged[key][run].append(score)
     cols = RUNS + ["best"]
     print("| dataset | grouping | seeds | clean peak | " + " | ".join(c.replace("protected+", "+").replace("protected", "undefended")
                                                            for c in cols) + " |")
