@@ -82,6 +82,16 @@ elif [ "$PART" = sweep ]; then
   # v4 at the budget that meets the PSNR target (epsilon 4: 36.5 dB on the camera photos, against 30.5 at 8)
   step eps4 $(cpus 7) bash -c "for s in 0 1 2; do $EFF --datasets $DATA/eval/imagenette --group-by folder --seed \$s --epsilon 4 --weights $C/v4.safetensors; done" &
   wait
+  # time left: single photos (--group-by none, undefended), appended to the same tables
+  if [ "$(left)" -gt 60 ]; then
+    for seed in 0 1 2; do
+      step a-s$seed $(cpus $seed) $EFF --datasets $DATA/eval/imagenette --group-by none --seed $seed --defenses \
+        --weights $C/v4.safetensors $C/band24.safetensors $C/channels.safetensors &
+      step b-s$seed $(cpus $(( seed + 3 ))) $EFF --datasets $DATA/eval/imagenette --group-by none --seed $seed --defenses \
+        --weights $C/halves3.safetensors $C/channels3.safetensors &
+    done
+    wait
+  fi
   # at most 8 files come back: the eight tables; the log (also printed as it was written) goes to stdout
   cat "$OUT/log.txt"; rm -f "$OUT/log.txt"; echo "[$(( $(date +%s) - START )) s] all done"; exit 0
 else
