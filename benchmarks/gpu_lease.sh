@@ -98,6 +98,7 @@ elif [ "$PART" = sweep ]; then
     done
     wait
   fi
+  python3 benchmarks/seed_table.py "$OUT"/a-s*.md "$OUT"/b-s*.md "$OUT"/eps4.md "$OUT"/cifar10-s0.md
   log "all done"; exit 0
 else
   step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}
