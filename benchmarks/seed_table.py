@@ -4,7 +4,9 @@
 
 Each file holds one or more efficacy.py invocations (one seed each); rows are read from its markdown table, so runs a deadline cut
 before their row printed are not counted (the "seeds" column says how many each mean has). The "best defence" column
-is the mean over seeds of each seed's lowest defended score, as efficacy.py's bottom line reports it.
+is the mean over seeds of each seed's lowest defended score, as efficacy.py's bottom line reports it. Defended
+baselines (``--defended-baselines``'s "clean+D" rows) get a row "(clean photos)" of their own: the score each defence
+gives with no protection at all, to read the defended columns against.
 """
 from __future__ import annotations
 
@@ -26,9 +28,13 @@ def read_scores(path: Path) -> list[tuple[tuple[str, str], str, float]]:
     out = []
     for line in path.read_text().splitlines():
         m = ROW.match(line.strip())
-        if not m or m["run"].startswith("clean+"):
+        if not m:
             continue
         key, run = (m["data"].strip(), m["grouping"].strip()), m["run"].strip()
+        if run.startswith("clean+"):  # a defended baseline: what the defence costs a thief by itself, as a score
+            clean, peak, chance = (float(v) for v in line.strip().strip("|").split("|")[4:7])
+            out.append(((key[0], "(clean photos)"), run.replace("clean+", "protected+"), (clean - peak) / (clean - chance)))
+            continue
         out.append((key, "best" if run.startswith("**best") else run, float(m["score"].strip("* "))))
         if run == "protected":
             out.append((key, "clean", float(m["clean"])))
