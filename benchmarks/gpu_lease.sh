@@ -82,7 +82,7 @@ elif [ "$PART" = sweep ]; then
     step a-s$seed $(cpus $seed) $EFF --datasets $DATA/eval/imagenette --group-by folder --seed $seed $([ $seed = 0 ] && echo --defended-baselines) \
       --weights $C/v4.safetensors $C/band24.safetensors $C/channels.safetensors &
     step b-s$seed $(cpus $(( seed + 3 ))) $EFF --datasets $DATA/eval/imagenette --group-by folder --seed $seed \
-      --weights $C/halves3.safetensors $C/channels3.safetensors $C/blend24.safetensors $C/v3.safetensors &
+      --weights $C/channels3.safetensors $C/halves3.safetensors $C/blend24.safetensors $C/v3.safetensors &
   done
   step cifar10-s0 $(cpus 6) $EFF --datasets $DATA/eval/cifar10 --group-by folder --seed 0 --weights $C/v4.safetensors &
   # v4 at the budget that meets the PSNR target (epsilon 4: 36.5 dB on the camera photos, against 30.5 at 8)
