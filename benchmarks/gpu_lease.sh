@@ -11,7 +11,7 @@
 # imagenette seeds against all five defences plus single photos, and cifar10, four processes at once.
 # `sweep` (session 25): seven layouts x three imagenette seeds, all defences, v4 on cifar10, and v4 at epsilon 4 (the
 # PSNR target) on three seeds, in one lease; at most 8 files come back, so each process writes its errors into its own
-# table file and the log ends on stdout.
+# table file and the log goes to stdout only.
 # `band24` (not run yet): the 2-4-cycle candidate of session 17 beside v3, three imagenette seeds, all five defences.
 # (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.

@@ -63,7 +63,7 @@ def main() -> None:
                                                            for c in cols) + " |")
     print("|---" * (4 + len(cols)) + "|")
     for (data, grouping), runs in sorted(merged.items()):
-        seeds = len(runs.get("protected", []))
+        seeds = max(len(v) for v in runs.values())
         print(f"| {data} | {grouping} | {seeds} | {mean_sd(runs['clean'])} | "
               + " | ".join(mean_sd(runs.get(c, [])) for c in cols) + " |")
 
