@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROW = re.compile(r"^\| (?P<data>[^|]+) \| (?P<grouping>[^|]+) \| (?P<labels>[^|]+) \| (?P<run>[^|]+) \| "
-                 r"(?P<clean>[\d.]+) \| (?P<peak>[\d.]+) \| [\d.]+ \| (?P<score>[^|]+) \|$")
+                 r"(?P<clean>[\d.]+) \| (?P<peak>[\d.]+) \| (?P<chance>[\d.]+) \| (?P<score>[^|]+) \|$")
 RUNS = ["protected", "protected+jpeg:75", "protected+grayscale", "protected+blur:1.0", "protected+downup:0.5",
         "protected+heavyaug"]
 
@@ -32,7 +32,7 @@ def read_scores(path: Path) -> list[tuple[tuple[str, str], str, float]]:
             continue
         key, run = (m["data"].strip(), m["grouping"].strip()), m["run"].strip()
         if run.startswith("clean+"):  # a defended baseline: what the defence costs a thief by itself, as a score
-            clean, peak, chance = (float(v) for v in line.strip().strip("|").split("|")[4:7])
+            clean, peak, chance = float(m["clean"]), float(m["peak"]), float(m["chance"])
             out.append(((key[0], "(clean photos)"), run.replace("clean+", "protected+"), (clean - peak) / (clean - chance)))
             continue
         out.append((key, "best" if run.startswith("**best") else run, float(m["score"].strip("* "))))
