@@ -9,7 +9,7 @@ from PIL import Image
 
 from ucprotect.verify import (Recipe, apply_defense, cluster_labels, stratified_split, verify_dataset,
                               write_report_files)
-from ucprotect.victims import create_victim
+from ucprotect.victims import create_victim, list_victims
 
 
 @pytest.fixture(scope="module")
@@ -284,3 +284,16 @@ def test_victim_training_leaves_the_callers_cudnn_setting_alone():
         assert torch.backends.cudnn.benchmark
     finally:
         torch.backends.cudnn.benchmark = before
+
+
+@pytest.mark.parametrize("name", list_victims())
+def test_every_victim_maps_images_to_class_logits(name):
+    """Each registered victim takes a batch of 32 px images to one logit per class; resnet18-w16 is ResNet-18
+    module for module at a quarter of the width (about a sixteenth of the parameters)."""
+    model = create_victim(name, 7, 32).eval()
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 32, 32)).shape == (2, 7)
+    if name == "resnet18-w16":
+        full = create_victim("resnet18", 7, 32)
+        assert len(list(model.modules())) == len(list(full.modules()))
+        assert sum(p.numel() for p in model.parameters()) < sum(p.numel() for p in full.parameters()) / 10

@@ -59,6 +59,13 @@ def _resnet18(num_classes, image_size):
     return resnet(num_classes, image_size)
 
 
+@register_victim("resnet18-w16")
+def _resnet18_w16(num_classes, image_size):
+    """ResNet-18's depth, residuals and BatchNorm at a quarter of its width (1/16 of the FLOPs): a stand-in for
+    ResNet-18 on CPUs where a full one takes over an hour a run (how far it agrees: benchmarks/results, session 26)."""
+    return resnet(num_classes, image_size, width=16)
+
+
 @register_victim("small-cnn")
 def _small_cnn(num_classes, image_size):
     """A fast 4-stage CNN for CPU checks (the 'small CNN' of ../shared/PAPER.md measurement 4)."""
