@@ -40,7 +40,8 @@ step() {  # name, then the command; skipped when under 30 s are left
   local t=$(left)
   if [ "$t" -lt 30 ]; then log "skip $name ($t s left)"; return; fi
   log "start $name (limit $t s)"
-  if [ "$PART" = sweep ]; then timeout "$t" "$@" >> "$OUT/$name.md" 2>&1; else timeout "$t" "$@" >> "$OUT/$name.md" 2>> "$OUT/errors.txt"; fi
+  local err="$OUT/errors.txt"; [ "$PART" = sweep ] && err="$OUT/$name.md"  # sweep: each table carries its own errors
+  timeout "$t" "$@" >> "$OUT/$name.md" 2>> "$err"
   RC=$?; log "end $name: rc $RC"
 }
 EFF="python3 benchmarks/efficacy.py --device $DEV --labels folders $RECIPE"
