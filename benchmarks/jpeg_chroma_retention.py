@@ -10,18 +10,17 @@ frequency c/4 of it, where chroma quantisation steps grow fast.
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image
+import torch
+
+from ucprotect import verify
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
 
-def jpeg(a: np.ndarray, quality: int, subsampling: int) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(a).save(buf, format="JPEG", quality=quality, subsampling=subsampling)
-    return np.asarray(Image.open(buf).convert("RGB")).astype(np.float32)
+def jpeg(a: np.ndarray, quality: int, subsampling: str) -> np.ndarray:
+    """The victim harness's JPEG defence (verify.jpeg) on one H x W x 3 uint8 array, as floats."""
+    return verify.jpeg(torch.from_numpy(a).permute(2, 0, 1)[None], quality, subsampling)[0].permute(1, 2, 0).numpy().astype(np.float32)
 
 
 def kept(before: np.ndarray, after: np.ndarray) -> float:
@@ -43,8 +42,8 @@ def main() -> None:
                 protected = np.clip(np.round(base + 8 * wave[..., None] * np.array([1, 1, -1.0])), 0, 255).astype(np.uint8)
                 clean = np.clip(np.round(base), 0, 255).astype(np.uint8)
                 before = protected.astype(np.float32) - clean
-                for name, subsampling in (("420", 2), ("444", 0)):
-                    after = jpeg(protected, 75, subsampling) - jpeg(clean, 75, subsampling)
+                for name in ("420", "444"):
+                    after = jpeg(protected, 75, name) - jpeg(clean, 75, name)
                     rows[name].append(kept(chroma(before), chroma(after)))
                     if name == "420":
                         rows["luma"].append(kept(before @ LUMA, after @ LUMA))
