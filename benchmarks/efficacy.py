@@ -3,6 +3,7 @@
     python benchmarks/efficacy.py                         # CPU-sized: small CNN, 64 px, 20 epochs, 40 images/class
     python benchmarks/efficacy.py --datasets /path/to/any/class-folder-dataset
     python benchmarks/efficacy.py --full --device cuda    # ResNet-18 recipe, all images
+    python benchmarks/efficacy.py --full --victim resnet18-w16 --device cpu  # its CPU stand-in (~8 min a victim on 2 cores)
 
 Rows: dataset x grouping x labels x defence -> clean peak acc, protected peak acc, score. With
 --defended-baselines, "clean+D" rows train on the clean copies through defence D (their "protected peak" column is
@@ -70,7 +71,8 @@ def main() -> None:
     ap.add_argument("--defended-baselines", action="store_true",
                     help="also train on the clean copies through each defence ('clean+D' rows: what the defence costs the "
                          "thief by itself; cached with the clean run)")
-    ap.add_argument("--victim", default=None)
+    ap.add_argument("--victim", default=None, help="victim network instead of the recipe's (resnet18-w16: ResNet-18 at a "
+                    "quarter width, the CPU stand-in measured against it in benchmarks/results, session 26)")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--image-size", type=int, default=None)
     ap.add_argument("--max-per-class", type=int, default=None,

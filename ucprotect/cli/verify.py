@@ -52,7 +52,8 @@ def verify(
     defended_baselines: Annotated[bool, typer.Option(
         "--defended-baselines", help="Also train on the clean copies through each --defense: what the defence costs "
                                      "a thief by itself, beside what it leaves of the protection.")] = False,
-    victim: Annotated[Optional[str], typer.Option(help="resnet18, mobilenetv2, vit-tiny or small-cnn.")] = None,
+    victim: Annotated[Optional[str], typer.Option(
+        help="resnet18, resnet18-w16 (ResNet-18 at a quarter width: a CPU stand-in), mobilenetv2, vit-tiny or small-cnn.")] = None,
     image_size: Annotated[Optional[int], typer.Option(help="Victim input size.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Training epochs.")] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="Victim batch size.")] = None,
