@@ -10,10 +10,15 @@ frequency c/4 of it, where chroma quantisation steps grow fast.
 """
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 
-from ucprotect import verify
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ucprotect import verify  # noqa: E402
 
 LUMA = np.array([0.299, 0.587, 0.114])
 
