@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROW = re.compile(r"^\| (?P<data>[^|]+) \| (?P<grouping>[^|]+) \| (?P<labels>[^|]+) \| (?P<run>[^|]+) \| "
-                 r"(?P<clean>[\d.]+) \| (?P<peak>[\d.]+) \| (?P<chance>[\d.]+) \| (?P<score>[^|]+) \|$")
+                 r"(?P<clean>[\d.]+) \| (?P<peak>[\d.]+) \| [\d.]+ \| (?P<score>[^|]+) \|$")
 RUNS = ["protected", "protected+jpeg:75", "protected+grayscale", "protected+blur:1.0", "protected+downup:0.5",
         "protected+heavyaug"]
 
@@ -31,11 +31,11 @@ def read_scores(path: Path) -> list[tuple[tuple[str, str], str, float]]:
         if not m:
             continue
         key, run = (m["data"].strip(), m["grouping"].strip()), m["run"].strip()
-        if run.startswith("clean+"):  # a defended baseline: what the defence costs a thief by itself, as a score
-            clean, peak, chance = float(m["clean"]), float(m["peak"]), float(m["chance"])
-            out.append(((key[0], "(clean photos)"), run.replace("clean+", "protected+"), (clean - peak) / (clean - chance)))
+        score = float(m["score"].strip("* "))
+        if run.startswith("clean+"):  # a defended baseline: its score is what the defence costs a thief by itself
+            out.append(((key[0], "(clean photos)"), run.replace("clean+", "protected+"), score))
             continue
-        out.append((key, "best" if run.startswith("**best") else run, float(m["score"].strip("* "))))
+        out.append((key, "best" if run.startswith("**best") else run, score))
         if run == "protected":
             out.append((key, "clean", float(m["clean"])))
     return out
