@@ -382,6 +382,11 @@ class ConceptTextureGenerator(_KeyedGenerator):
             return torch.sin((fy * ys.view(1, 1, -1, 1)) + (fx * xs.view(1, 1, 1, -1) + self.phase[k][..., None, None]))
 
         sharp = self.config.sharpness
+
+        def one_wave(factor: float) -> tuple[torch.Tensor, torch.Tensor]:  # the key's wave and its colours
+            wave = torch.tanh(sine(keys, factor).mul_(sharp))  # ~square wave in [-tanh(sharp), tanh(sharp)]
+            return wave, torch.tanh(self.colour[keys]) / math.tanh(sharp)  # B x 1 x 3; peak of the wave -> 1
+
         two = shared is not None and bool((shared >= 0).any())
         if two and not self.two_level:
             raise ConfigError("split or soft-colour textures have no two-level form: protect without --super-groups")
@@ -393,8 +398,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
             wave = torch.tanh(arg.mul_(sharp))
             colour = torch.tanh(self.colour[colour_keys][:, :1]) / math.tanh(sharp)
         elif self.whole_photo_colour(height, width):  # a small photo: the colour wave everywhere, a finer band
-            wave = torch.tanh(sine(keys, self.config.small_factor).mul_(sharp))
-            colour = torch.tanh(self.colour[keys]) / math.tanh(sharp)
+            wave, colour = one_wave(self.config.small_factor)
         elif self.config.luma_factor > 0 and self.config.split_layout == "halves":  # colour above, grey below
             if offset != (0.0, 0.0) or scale != 1.0:
                 raise ConfigError("split halves are placed by the image's rows: render whole images, not crops")
@@ -417,8 +421,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
             soft = self.config.chroma_sharpness
             return _unit_wave(wave, sharp) * grey[..., None, None] + _unit_wave(wave, soft) * chroma[..., None, None]
         else:
-            wave = torch.tanh(sine(keys).mul_(sharp))  # ~square wave in [-tanh(sharp), tanh(sharp)]
-            colour = torch.tanh(self.colour[keys]) / math.tanh(sharp)  # B x 1 x 3; peak of the wave -> 1
+            wave, colour = one_wave(1.0)
         return wave * colour[..., None, None].squeeze(1)
 
     @torch.no_grad()
