@@ -35,8 +35,10 @@ def main() -> None:
     protectors = {w: Protector.from_file(w, device="cpu") for w in args.weights}
     # per weights file: cycles, and the key likeness with and without colours (K x K, the same for every seed)
     tables = {w: (p.cpu_generator.cycles().detach(), p.cpu_generator.texture_similarity().detach(),
-                  p.cpu_generator.texture_similarity(colour=False).detach()) for w, p in protectors.items()}
-    print("| dataset | seed | weights | folder: key (cycles per short side) | likeness max / mean | without colour |")
+                  p.cpu_generator.texture_similarity(colour=False).detach(),
+                  torch.rad2deg(p.cpu_generator.angle.detach().remainder(torch.pi))) for w, p in protectors.items()}
+    print("| dataset | seed | weights | folder: key (cycles per short side, orientation in degrees from the rows) "
+          "| likeness max / mean | without colour |")
     print("|---|---|---|---|---|---|")
     for data in args.datasets:
         for seed in args.seeds:
@@ -46,9 +48,9 @@ def main() -> None:
                 src = link_split([ds.paths[i] for i in train_idx], ds.root, Path(tmp) / "train-split")
                 for n, (w, protector) in enumerate(protectors.items()):
                     result = protect_folder(src, Path(tmp) / f"out{n}", protector, ProtectOptions(group_by="folder", keys_only=True))
-                    cycles, likeness, likeness_bare = tables[w]
+                    cycles, likeness, likeness_bare, angle = tables[w]
                     keys = sorted({(r.group, r.key) for r in result.rows if r.key >= 0})
-                    cells = ", ".join(f"{g}: {k} ({float(cycles[k, 0]):.1f})" for g, k in keys)
+                    cells = ", ".join(f"{g}: {k} ({float(cycles[k, 0]):.1f}, {float(angle[k, 0]):.0f})" for g, k in keys)
                     idx = torch.tensor(sorted({k for _, k in keys}))
                     pairs = ~torch.eye(len(idx), dtype=torch.bool)
                     full, bare = likeness[idx][:, idx][pairs], likeness_bare[idx][:, idx][pairs]

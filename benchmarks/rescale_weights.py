@@ -26,9 +26,12 @@ edges) and its luminance in the square wave.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -54,6 +57,10 @@ def main() -> None:
                     help="halves: the share of rows, from the top, that draw the colour wave (default: the source's; v4 0.5)")
     ap.add_argument("--split-min-px", type=float, default=None,
                     help="halves: smaller photos draw the colour wave over the whole photo (default: the source's)")
+    ap.add_argument("--oblique", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="map every wave's orientation, folded with its mirror image into 0-90 degrees from the rows, "
+                         "linearly into LO-HI degrees (keeping its side of the vertical): photos hold less of their own "
+                         "signal at oblique orientations (benchmarks/band_salience.py)")
     args = ap.parse_args()
     src = load_weights(args.weights)
     profile = {k: v for k, v in dict(sharpness=args.sharpness, luma_factor=args.luma_factor,
@@ -61,6 +68,13 @@ def main() -> None:
                                      split_min_px=args.split_min_px, colour_rows=args.colour_rows).items() if v is not None}  # else the source's
     generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles, **profile))
     generator.load_state_dict(src.generator.state_dict())
+    if args.oblique:
+        with torch.no_grad():
+            a = generator.angle.remainder(math.pi)  # 0..pi; a and pi - a are mirror images
+            folded = torch.minimum(a, math.pi - a)  # 0..pi/2
+            lo, hi = (math.radians(v) for v in args.oblique)
+            mapped = lo + (hi - lo) * folded / (math.pi / 2)
+            generator.angle.copy_(torch.where(a <= math.pi / 2, mapped, math.pi - mapped))
     # save_weights writes format, version, generator config, backbone and vocabulary over the source's
     save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, src.metadata)
     before, after = src.generator.texture_similarity(), generator.texture_similarity()
