@@ -61,6 +61,9 @@ def main() -> None:
                     help="map every wave's orientation, folded with its mirror image into 0-90 degrees from the rows, "
                          "linearly into LO-HI degrees (keeping its side of the vertical): photos hold less of their own "
                          "signal at oblique orientations (benchmarks/band_salience.py)")
+    ap.add_argument("--cardinal", type=float, default=None, metavar="SPREAD",
+                    help="the other way: every folded orientation moved into 0-SPREAD degrees of the nearer axis, "
+                         "order kept (0-45 -> 0-SPREAD, 45-90 -> 90-SPREAD-90)")
     args = ap.parse_args()
     src = load_weights(args.weights)
     profile = {k: v for k, v in dict(sharpness=args.sharpness, luma_factor=args.luma_factor,
@@ -74,6 +77,13 @@ def main() -> None:
             folded = torch.minimum(a, math.pi - a)  # 0..pi/2
             lo, hi = (math.radians(v) for v in args.oblique)
             mapped = lo + (hi - lo) * folded / (math.pi / 2)
+            generator.angle.copy_(torch.where(a <= math.pi / 2, mapped, math.pi - mapped))
+    if args.cardinal:
+        with torch.no_grad():
+            a = generator.angle.remainder(math.pi)
+            folded = torch.minimum(a, math.pi - a)  # 0..pi/2 from the rows
+            squeeze = math.radians(args.cardinal) / (math.pi / 4)
+            mapped = torch.where(folded < math.pi / 4, folded * squeeze, math.pi / 2 - (math.pi / 2 - folded) * squeeze)
             generator.angle.copy_(torch.where(a <= math.pi / 2, mapped, math.pi - mapped))
     # save_weights writes format, version, generator config, backbone and vocabulary over the source's
     save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, src.metadata)
