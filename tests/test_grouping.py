@@ -66,3 +66,28 @@ def test_all_keys_as_candidates_give_the_most_distinct_textures():
     assert len(set(spread.tolist())) == 10 and worst_pair(spread) < worst_pair(near)
     first = int((groups @ keys.T).max(1).values.argmax())
     assert spread[first] == int((groups[first] @ keys.T).argmax())
+
+
+def test_key_candidates_reach_folder_and_cluster_key_choice():
+    """``assign_keys(key_candidates=None)`` draws folders' and clusters' keys from all concepts, as
+    ``assign_distinct(candidates=None)`` does on the groups' mean embeddings (protect's --key-candidates 0)."""
+    from pathlib import Path
+
+    from ucprotect.grouping import assign_keys
+
+    g = create_generator(GeneratorConfig(seed=0))
+    tex = g.texture_similarity()
+    keys = torch.nn.functional.normalize(torch.randn(1000, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    emb = torch.nn.functional.normalize(torch.randn(30, 16, generator=torch.Generator().manual_seed(2)), dim=-1)
+    paths = [Path(f"f{i % 10}/{i}.jpg") for i in range(30)]
+    coarse = torch.arange(1000)
+    means = torch.nn.functional.normalize(torch.stack([emb[i::10].mean(0) for i in range(10)]), dim=-1)
+    for candidates in (None, 16):
+        chosen = assign_keys(emb, paths, "folder", keys, coarse, texture_similarity=tex, key_candidates=candidates)
+        expected = assign_distinct(means, keys, tex, candidates)
+        assert chosen.keys.tolist() == [int(expected[i % 10]) for i in range(30)]
+    spread = assign_keys(emb, paths, "folder", keys, coarse, texture_similarity=tex, key_candidates=None)
+    near = assign_keys(emb, paths, "folder", keys, coarse, texture_similarity=tex)
+    assert spread.keys.tolist() != near.keys.tolist()
+    clustered = assign_keys(emb, paths, "cluster", keys, coarse, clusters=5, texture_similarity=tex, key_candidates=None)
+    assert len(set(clustered.keys.tolist())) == 5

@@ -253,3 +253,23 @@ def test_save_refuses_a_keys_file_of_other_weights_that_appeared_meanwhile(tmp_p
     path.write_text("{not json")  # an unreadable file is still replaced
     record.save(path)
     assert json.loads(path.read_text())["folders"] == {"b": 2}
+
+
+def test_key_candidates_option_reaches_key_choice(tmp_path, protector, monkeypatch):
+    """ProtectOptions.key_candidates (the CLI's --key-candidates, 0 -> None) is what key choice is given."""
+    import ucprotect.engine as engine
+
+    seen = []
+    real = engine.assign_keys
+
+    def spy(*args, **kw):
+        seen.append(kw.get("key_candidates"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(engine, "assign_keys", spy)
+    src = tmp_path / "src"
+    _images(src / "a", 2, 0)
+    _images(src / "b", 2, 1)
+    _embedded(src, tmp_path / "out1", protector, keys_only=True)
+    _embedded(src, tmp_path / "out2", protector, keys_only=True, key_candidates=None)
+    assert seen == [16, None]

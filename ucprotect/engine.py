@@ -26,7 +26,7 @@ from .backbones import create_backbone
 from .budget import apply_budget_lookup, apply_budget_pixels, epsilon_from_255
 from .errors import ConfigError, ImageError, UcprotectError
 from .generator import PeriodicTexture, StackedTextures
-from .grouping import assign_keys, folder_sample, resolve_mode
+from .grouping import KEY_CANDIDATES, assign_keys, folder_sample, resolve_mode
 from .keyfile import KEYS_FILE_NAME, KeyRecord, OtherWeightsKeysError
 from .metrics import difference_stats, psnr_from_stats, ssim, ssim_luma, ssim_of_luma
 from .weights import WeightsBundle, generator_fingerprint, legacy_fingerprints, load_weights, shipped_weights_with_fingerprint
@@ -212,6 +212,7 @@ class ProtectOptions:
     group_by: str = "auto"
     clusters: int | None = None
     super_groups: int = 0  # super-groups of folders/clusters sharing half their texture (0: none; see grouping.py)
+    key_candidates: int | None = KEY_CANDIDATES  # a new group's key: least alike of its N nearest concepts (None: all)
     max_pixels: int = imageio.DEFAULT_MAX_PIXELS
     fail_fast: bool = False
     batch_size: int = 16
@@ -454,7 +455,7 @@ def _choose_keys(protector: Protector, embeddings: dict[int, torch.Tensor], all_
         emb = torch.stack([embeddings[i] for i in ok])
         chosen = assign_keys(emb, [all_rel[i] for i in ok], mode, protector.key_embeddings,
                              protector.bundle.coarse_keys, opts.clusters, texture_similarity=protector.texture_similarity,
-                             record=record, super_groups=opts.super_groups)
+                             record=record, super_groups=opts.super_groups, key_candidates=opts.key_candidates)
         for i, k, s, g in zip(ok, chosen.keys.tolist(), chosen.shared.tolist(), chosen.groups):
             rows[i].key, rows[i].shared_key, rows[i].group = k, s, g
     if record is None:

@@ -80,8 +80,12 @@ def least_alike(candidates: torch.Tensor, chosen: torch.Tensor | list[int], text
     return int(candidates[int(clash.argmin())])
 
 
+# How many of the concepts nearest a group's mean embedding its key is chosen from (None: all keys).
+KEY_CANDIDATES = 16
+
+
 def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor,
-                    texture_similarity: torch.Tensor | None = None, candidates: int | None = 16,
+                    texture_similarity: torch.Tensor | None = None, candidates: int | None = KEY_CANDIDATES,
                     reserved: list[int] | None = None) -> torch.Tensor:
     """Give each group its own key near the group's embedding, with textures as unlike as possible.
 
@@ -111,22 +115,26 @@ def assign_distinct(group_embeddings: torch.Tensor, key_embeddings: torch.Tensor
 
 
 def _super_keys(means: torch.Tensor, key_embeddings: torch.Tensor, texture_similarity: torch.Tensor | None,
-                super_groups: int, reserved: list[int], seed: int) -> tuple[torch.Tensor, list, list]:
+                super_groups: int, reserved: list[int], seed: int,
+                candidates: int | None = KEY_CANDIDATES) -> tuple[torch.Tensor, list, list]:
     """(shared key per group, -1 for none; unit centroid per super-group; key per super-group) for groups
     with these mean embeddings; no super-groups when there are too few groups to share anything."""
     n = min(super_groups, len(means) - 1)
     if n < 2:
         return torch.full((len(means),), -1, dtype=torch.long), [], []
     index, centroids = kmeans(means, n, seed=seed)
-    keys = assign_distinct(centroids, key_embeddings, texture_similarity, reserved=reserved)
+    keys = assign_distinct(centroids, key_embeddings, texture_similarity, candidates, reserved=reserved)
     return keys[index], centroids.tolist(), keys.tolist()
 
 
 def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_embeddings: torch.Tensor,
                 coarse_keys: torch.Tensor, clusters: int | None = None, seed: int = 0,
                 texture_similarity: torch.Tensor | None = None, record: KeyRecord | None = None,
-                super_groups: int = 0) -> Assignment:
+                super_groups: int = 0, key_candidates: int | None = KEY_CANDIDATES) -> Assignment:
     """Key, shared key and group name for photos with the given concept embeddings.
+
+    ``key_candidates``: each new group's key is the least alike of the textures of that many concepts nearest the
+    group's mean (:func:`assign_distinct`; None: of all keys, the most spread set).
 
     ``super_groups``: how many super-groups share a wave (0: one-level textures). With a ``record`` (the
     keys file of earlier runs), recorded folders and clusters keep their keys and only new folders are given
@@ -150,9 +158,9 @@ def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_
                 shared = torch.tensor(record.super_keys, dtype=torch.long)[index]
             else:
                 shared, record.super_centroids, record.super_keys = _super_keys(
-                    means, key_embeddings, texture_similarity, super_groups, taken, seed)
+                    means, key_embeddings, texture_similarity, super_groups, taken, seed, key_candidates)
             taken += [int(k) for k in shared if k >= 0]
-            own = assign_distinct(means, key_embeddings, texture_similarity, reserved=taken)
+            own = assign_distinct(means, key_embeddings, texture_similarity, key_candidates, reserved=taken)
             record.folders.update(zip(new, own.tolist()))
             record.shared.update({g: int(k) for g, k in zip(new, shared.tolist()) if k >= 0})
         keys = torch.tensor([record.folders[n] for n in names], dtype=torch.long)
@@ -167,8 +175,9 @@ def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_
     groups = [f"cluster:{i}" for i in range(int(index.max()) + 1)]
     means = F.normalize(torch.stack([embeddings[index == g].mean(0) if (index == g).any() else embeddings[0]
                                      for g in range(len(groups))]), dim=-1)
-    shared, _, _ = _super_keys(means, key_embeddings, texture_similarity, super_groups, [], seed)
-    group_keys = assign_distinct(means, key_embeddings, texture_similarity, reserved=[int(k) for k in shared if k >= 0])
+    shared, _, _ = _super_keys(means, key_embeddings, texture_similarity, super_groups, [], seed, key_candidates)
+    group_keys = assign_distinct(means, key_embeddings, texture_similarity, key_candidates,
+                                 reserved=[int(k) for k in shared if k >= 0])
     if record is not None:
         record.centroids = means.tolist()
         record.cluster_keys = group_keys.tolist()

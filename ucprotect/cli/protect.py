@@ -29,6 +29,7 @@ def protect(
     group_by: Annotated[str, typer.Option(help="auto, folder, cluster or none: which photos share a pattern.")] = "auto",
     clusters: Annotated[Optional[int], typer.Option(help="Number of clusters for --group-by cluster (default ~sqrt(n)).")] = None,
     super_groups: Annotated[int, typer.Option(help="Gather similar folders/clusters into N super-groups that share half their pattern, for someone who sorts more coarsely than your groups (e.g. ~sqrt of the number of folders; 0: none). Costs protection against sorting by your groups. Needs weights that draw two-level textures (v3; not the default v4).")] = 0,
+    key_candidates: Annotated[int, typer.Option(min=0, help="Each new folder/cluster takes, of the N concepts nearest its photos, the one whose pattern is least like those already given out (0: of all concepts, the most distinct patterns).")] = 16,
     format: Annotated[Optional[str], typer.Option("--format", help="Force png, jpeg or webp output.")] = None,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality.")] = 95,
     metadata: Annotated[str, typer.Option(help="safe (drop GPS and thumbnail), keep, or strip.")] = "safe",
@@ -50,7 +51,7 @@ def protect(
     console = Console(stderr=True)
     options = ProtectOptions(format=format, quality=quality, metadata=metadata, overwrite=overwrite, dry_run=dry_run,
                              shard=parse_shard(shard) if shard else None, group_by=group_by, clusters=clusters,
-                             super_groups=super_groups,
+                             super_groups=super_groups, key_candidates=key_candidates or None,
                              max_pixels=max_pixels, fail_fast=fail_fast, batch_size=batch_size, workers=workers or default_workers(),
                              keys_file=keys, keys_only=keys_only)
     protector = None if dry_run else Protector.from_file(weights, device=device, epsilon=epsilon, tta=tta)

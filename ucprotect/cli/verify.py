@@ -21,7 +21,7 @@ EPILOG = """Examples:\n\n
   ucprotect verify ./dataset --protected ./safe --paper --device cuda"""
 
 
-def make_protect_fn(protector: Protector, group_by: str, super_groups: int = 0):
+def make_protect_fn(protector: Protector, group_by: str, super_groups: int = 0, key_candidates: int | None = 16):
     """Protect the train split as a user would: a copy of the class-folder tree through protect_folder."""
     from ..engine import ProtectOptions, protect_folder
     from ..verify import link_split
@@ -32,7 +32,8 @@ def make_protect_fn(protector: Protector, group_by: str, super_groups: int = 0):
         root = Path(os.path.commonpath([str(p.parent.parent) for p in paths]))
         src = link_split(paths, root, out_dir / "train-split")  # only the train split is protected
         dst = out_dir / "protected"
-        result = protect_folder(src, dst, protector, ProtectOptions(group_by=group_by, format="png", super_groups=super_groups))
+        opts = ProtectOptions(group_by=group_by, format="png", super_groups=super_groups, key_candidates=key_candidates)
+        result = protect_folder(src, dst, protector, opts)
         if result.failed:
             bad = next(r for r in result.rows if r.status == "failed")
             raise typer.BadParameter(f"protecting the train split failed: {bad.reason}")
