@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--weights", nargs="+", default=[None], help="weights files (default: the shipped one)")
     ap.add_argument("--test-fraction", type=float, default=0.2, help="as verify's split (default 0.2)")
+    ap.add_argument("--key-candidates", type=int, default=16, help="protect's --key-candidates (0: all concepts)")
     args = ap.parse_args()
     protectors = {w: Protector.from_file(w, device="cpu") for w in args.weights}
     # per weights file: cycles, and the key likeness with and without colours (K x K, the same for every seed)
@@ -47,7 +48,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 src = link_split([ds.paths[i] for i in train_idx], ds.root, Path(tmp) / "train-split")
                 for n, (w, protector) in enumerate(protectors.items()):
-                    result = protect_folder(src, Path(tmp) / f"out{n}", protector, ProtectOptions(group_by="folder", keys_only=True))
+                    opts = ProtectOptions(group_by="folder", keys_only=True, key_candidates=args.key_candidates or None)
+                    result = protect_folder(src, Path(tmp) / f"out{n}", protector, opts)
                     cycles, likeness, likeness_bare, angle = tables[w]
                     keys = sorted({(r.group, r.key) for r in result.rows if r.key >= 0})
                     cells = ", ".join(f"{g}: {k} ({float(cycles[k, 0]):.1f}, {float(angle[k, 0]):.0f})" for g, k in keys)
