@@ -9,10 +9,9 @@
 # `first` and `second` are what session 11 ran (v2, 12-24 cycles). `shipped` (not run yet; `v3` is its old name) re-measures
 # the shipped weights (v4 since session 20: v3's keys as colour 2-4 cycles above, grey 12-24 below; RESULTS.md session 19): three
 # imagenette seeds against all five defences plus single photos, and cifar10, four processes at once.
-# `sweep` (session 25): six layouts x three imagenette seeds, all defences, v4 and band24 with the most spread key draw
-# (`--key-candidates 0`, session 27), v4 on cifar10 (both draws), and v4 at epsilon 4 (the PSNR target) on three
-# seeds, in one lease; at most 8 files come back, so each process writes its errors into its own table file and the
-# log goes to stdout only.
+# `sweep` (session 25): seven layouts x three imagenette seeds, all defences, v4 on cifar10, and v4 at epsilon 4 (the
+# PSNR target) on three seeds, in one lease; at most 8 files come back, so each process writes its errors into its own
+# table file and the log goes to stdout only.
 # `band24` (not run yet): the 2-4-cycle candidate of session 17 beside v3, three imagenette seeds, all five defences.
 # (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.
@@ -66,12 +65,13 @@ elif [ "$PART" = band24 ]; then
   done
   wait
 elif [ "$PART" = sweep ]; then
-  # Session 25: texture layouts, three imagenette seeds each (all five defences), plus v4 on cifar10 and v4 at
-  # epsilon 4; eight processes at once, two cores each (session 27: channels3 out, v4 and band24's most spread draws in). Layouts are made here from the two shipped-so-far files (seconds).
+  # Session 25: seven texture layouts, three imagenette seeds each (all five defences), plus v4 on cifar10 and v4 at
+  # epsilon 4; eight processes at once, two cores each. Layouts are made here from the two shipped-so-far files (seconds).
   C=/tmp/cand; rm -rf $C; mkdir -p $C; V3=weights/ucprotect-conse-v3.safetensors; V4=weights/ucprotect-conse-v4.safetensors
   { python3 benchmarks/rescale_weights.py 2 4 $C/band24.safetensors --weights $V3 &&
     python3 benchmarks/rescale_weights.py 2 4 $C/channels.safetensors --luma-factor 6 --split-layout channels --split-min-px 4 --weights $V4 &&
     python3 benchmarks/rescale_weights.py 2 4 $C/halves3.safetensors --luma-factor 3 --split-layout halves --split-min-px 4 --weights $V4 &&
+    python3 benchmarks/rescale_weights.py 2 4 $C/channels3.safetensors --luma-factor 3 --split-layout channels --split-min-px 4 --weights $V4 &&
     python3 benchmarks/rescale_weights.py 2 4 $C/blend24.safetensors --luma-factor 6 --split-layout blend --weights $V4 &&
     cp $V4 $C/v4.safetensors && cp $V3 $C/v3.safetensors; } 2>&1 | tee -a "$LOG"
   [ -s $C/v3.safetensors ] || { log "making candidates failed"; exit 1; }
@@ -82,17 +82,12 @@ elif [ "$PART" = sweep ]; then
     # on seed 0 only, so that the other seeds reach their candidates first
     step a-s$seed $(cpus $seed) $EFF --datasets $DATA/eval/imagenette --group-by folder --seed $seed $([ $seed = 0 ] && echo --defended-baselines) \
       --weights $C/v4.safetensors $C/band24.safetensors $C/channels.safetensors &
-    # session 27: first v4 and band24 with the most spread key draw (--key-candidates 0: w16 0.70 against v4's 0.54 on
-    # seed 1), then the remaining layouts (channels3 left out: w16's grayscale took it to 0.35, session 27)
-    step b-s$seed $(cpus $(( seed + 3 ))) bash -c "$EFF --datasets $DATA/eval/imagenette --group-by folder --seed $seed \
-      --key-candidates 0 --weights $C/v4.safetensors $C/band24.safetensors; $EFF --datasets $DATA/eval/imagenette \
-      --group-by folder --seed $seed --weights $C/halves3.safetensors $C/blend24.safetensors $C/v3.safetensors" &
+    step b-s$seed $(cpus $(( seed + 3 ))) $EFF --datasets $DATA/eval/imagenette --group-by folder --seed $seed \
+      --weights $C/channels3.safetensors $C/halves3.safetensors $C/blend24.safetensors $C/v3.safetensors &
   done
   step cifar10-s0 $(cpus 6) $EFF --datasets $DATA/eval/cifar10 --group-by folder --seed 0 --weights $C/v4.safetensors &
-  # v4's most spread draw on cifar10 (session 6's small CNN lost 0.12 there on one seed), then v4 at the budget that
-  # meets the PSNR target (epsilon 4: 36.5 dB on the camera photos, against 30.5 at 8)
-  step eps4 $(cpus 7) bash -c "$EFF --datasets $DATA/eval/cifar10 --group-by folder --seed 0 --key-candidates 0 --weights $C/v4.safetensors;
-    for s in 0 1 2; do $EFF --datasets $DATA/eval/imagenette --group-by folder --seed \$s --epsilon 4 --weights $C/v4.safetensors; done" &
+  # v4 at the budget that meets the PSNR target (epsilon 4: 36.5 dB on the camera photos, against 30.5 at 8)
+  step eps4 $(cpus 7) bash -c "for s in 0 1 2; do $EFF --datasets $DATA/eval/imagenette --group-by folder --seed \$s --epsilon 4 --weights $C/v4.safetensors; done" &
   wait
   # time left: single photos (--group-by none, undefended), appended to the same tables
   if [ "$(left)" -gt 60 ]; then
@@ -100,7 +95,7 @@ elif [ "$PART" = sweep ]; then
       step a-s$seed $(cpus $seed) $EFF --datasets $DATA/eval/imagenette --group-by none --seed $seed --defenses \
         --weights $C/v4.safetensors $C/band24.safetensors $C/channels.safetensors &
       step b-s$seed $(cpus $(( seed + 3 ))) $EFF --datasets $DATA/eval/imagenette --group-by none --seed $seed --defenses \
-        --weights $C/halves3.safetensors &
+        --weights $C/halves3.safetensors $C/channels3.safetensors &
     done
     wait
   fi
