@@ -20,6 +20,9 @@ the grey wave in its bottom half (``--colour-rows R``: the colour wave on the to
 with ``--split-layout channels`` each at full amplitude over the whole photo in its own channels; ``--split-min-px P``
 draws photos whose short side has under P pixels per period of the grey wave's top frequency as one colour wave over
 the whole photo at twice the band (``small_factor``).
+``--oblique LO HI`` and ``--cardinal SPREAD`` move every key's orientation into LO-HI degrees from the rows, or to
+within SPREAD degrees of the nearer axis (both lost on resnet18-w16, 0.32 and 0.31 against v4's 0.54: RESULTS.md
+session 27; key choice sees the new likeness, so keys change).
 ``--chroma-sharpness S`` keeps each key's colour but draws its chrominance in the profile tanh(S sin) (soft colour
 edges) and its luminance in the square wave.
 """
@@ -38,6 +41,15 @@ sys.path.insert(0, str(ROOT))
 
 from ucprotect.generator import create_generator  # noqa: E402
 from ucprotect.weights import load_weights, save_weights  # noqa: E402
+
+
+def remap_orientations(generator, remap) -> None:
+    """Give every wave the orientation ``remap`` makes of it folded with its mirror image (0..pi/2 from the rows;
+    victims flip photos, so a and pi - a teach the same), on the same side of the vertical as before."""
+    with torch.no_grad():
+        a = generator.angle.remainder(math.pi)
+        mapped = remap(torch.minimum(a, math.pi - a))
+        generator.angle.copy_(torch.where(a <= math.pi / 2, mapped, math.pi - mapped))
 
 
 def main() -> None:
@@ -72,19 +84,12 @@ def main() -> None:
     generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles, **profile))
     generator.load_state_dict(src.generator.state_dict())
     if args.oblique:
-        with torch.no_grad():
-            a = generator.angle.remainder(math.pi)  # 0..pi; a and pi - a are mirror images
-            folded = torch.minimum(a, math.pi - a)  # 0..pi/2
-            lo, hi = (math.radians(v) for v in args.oblique)
-            mapped = lo + (hi - lo) * folded / (math.pi / 2)
-            generator.angle.copy_(torch.where(a <= math.pi / 2, mapped, math.pi - mapped))
+        lo, hi = (math.radians(v) for v in args.oblique)
+        remap_orientations(generator, lambda folded: lo + (hi - lo) * folded / (math.pi / 2))
     if args.cardinal:
-        with torch.no_grad():
-            a = generator.angle.remainder(math.pi)
-            folded = torch.minimum(a, math.pi - a)  # 0..pi/2 from the rows
-            squeeze = math.radians(args.cardinal) / (math.pi / 4)
-            mapped = torch.where(folded < math.pi / 4, folded * squeeze, math.pi / 2 - (math.pi / 2 - folded) * squeeze)
-            generator.angle.copy_(torch.where(a <= math.pi / 2, mapped, math.pi - mapped))
+        squeeze = math.radians(args.cardinal) / (math.pi / 4)
+        remap_orientations(generator, lambda folded: torch.where(
+            folded < math.pi / 4, folded * squeeze, math.pi / 2 - (math.pi / 2 - folded) * squeeze))
     # save_weights writes format, version, generator config, backbone and vocabulary over the source's
     save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, src.metadata)
     before, after = src.generator.texture_similarity(), generator.texture_similarity()
