@@ -11,7 +11,9 @@ colour direction, and prints it as a salience: the 8/255 grating's fundamental o
 8/255 |s| against the root mean square of the photos' Fourier coefficient there (scaled to the same units), with
 ``s`` the grating's colour signs projected on their own direction. Orientations are folded with their mirror image
 (victims flip photos left to right); a bin is the mean power over the 3 x 3 Fourier bins around the frequency.
-Larger is louder; 2x louder is what twice the budget would give. It ranks textures; it says nothing about defences.
+Larger is louder; 2x louder is what twice the budget would give. It says nothing about defences, and as a predictor
+of how soon a victim takes a texture it failed on both of its axes (RESULTS.md session 27: oblique keys, ~1.5x louder,
+lost 0.22 on resnet18-w16; v2's 12-24 colour wave, ~10x louder than 2-4, was level with it): kept as a record.
 """
 from __future__ import annotations
 
