@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ucprotect.cli.verify import make_protect_fn  # noqa: E402
 from ucprotect.engine import Protector, resolve_device  # noqa: E402
+from ucprotect.grouping import KEY_CANDIDATES  # noqa: E402
 from ucprotect.verify import PRESETS, CleanCache, cluster_count, cpu_name, verify_dataset  # noqa: E402
 from ucprotect.weights import default_weights_path  # noqa: E402
 
@@ -49,7 +50,7 @@ def run_done_printer(epochs: int, t0: float):
 
 
 def protected_id(weights: str | None, group_by: str, super_groups: int, epsilon: float = 8.0,
-                 key_candidates: int | None = 16) -> str:
+                 key_candidates: int = KEY_CANDIDATES) -> str:
     """What makes the protected copies: the weights' bytes, the grouping, the budget and ucprotect's source (any code
     change makes the cached undefended run stale, so it is trained again)."""
     h = hashlib.sha256()
@@ -57,7 +58,7 @@ def protected_id(weights: str | None, group_by: str, super_groups: int, epsilon:
     for path in [Path(weights) if weights else default_weights_path()] + sorted(package.rglob("*.py")):
         h.update(path.read_bytes())
     return (f"{h.hexdigest()[:16]} {group_by} {super_groups}" + (f" eps {epsilon:g}" if epsilon != 8.0 else "")
-            + (f" candidates {key_candidates or 'all'}" if key_candidates != 16 else ""))
+            + (f" candidates {key_candidates or 'all'}" if key_candidates != KEY_CANDIDATES else ""))
 
 
 def main() -> None:
@@ -83,7 +84,7 @@ def main() -> None:
                     "of them (GPU, or a CPU with AMX and --bf16)")
     ap.add_argument("--epsilon", type=float, default=8.0,
                     help="protect's L-inf budget in 0-255 units (default 8; PSNR rises 20 log10(8 / epsilon) dB)")
-    ap.add_argument("--key-candidates", type=int, default=16,
+    ap.add_argument("--key-candidates", type=int, default=KEY_CANDIDATES,
                     help="protect's --key-candidates: a folder's key is the least alike of its N nearest concepts (0: of all)")
     ap.add_argument("--device", default="auto", help="where victims train and protect embeds")
     ap.add_argument("--protect-device", default=None, help="where protect embeds, if not --device")
@@ -119,7 +120,6 @@ def main() -> None:
     # one clean baseline per dataset x labels x recipe, shared by the grouping rows (and with --clean-cache,
     # by later invocations)
     clean_cache = CleanCache(args.clean_cache, victim_device)
-    candidates = args.key_candidates or None  # 0: all keys
     if clean_cache.stale:
         print(f"<!-- {args.clean_cache}: written under {clean_cache.stale!r}, not {clean_cache.environment!r}: not used -->")
     for data, (weights, protector), group_by, labels, super_groups in itertools.product(
@@ -136,16 +136,16 @@ def main() -> None:
             grouping += f" [{Path(weights).stem if weights else 'shipped'}]"
         if args.epsilon != 8.0:
             grouping += f" (epsilon {args.epsilon:g})"
-        if candidates != 16:
-            grouping += f" (key candidates {candidates or 'all'})"
+        if args.key_candidates != KEY_CANDIDATES:
+            grouping += f" (key candidates {args.key_candidates or 'all'})"
         first = group_by == args.group_by[0] and super_groups == args.super_groups[0]
         defenses = args.defenses if (labels == "folders" and first) else []
         t0 = time.perf_counter()
         on_progress, printed = run_done_printer(recipe.epochs, t0)
-        report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, super_groups, candidates),
+        report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, super_groups, args.key_candidates),
                                    labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache,
                                    device=victim_device, on_progress=on_progress,
-                                   protected_id=protected_id(weights, group_by, super_groups, args.epsilon, candidates),
+                                   protected_id=protected_id(weights, group_by, super_groups, args.epsilon, args.key_candidates),
                                    defended_baselines=args.defended_baselines)
         clean = report.run("clean").peak
         for r in report.runs[1:]:

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from ucprotect.engine import Protector, ProtectOptions, protect_folder  # noqa: E402
+from ucprotect.grouping import KEY_CANDIDATES  # noqa: E402
 from ucprotect.verify import link_split, load_class_folders, stratified_split  # noqa: E402
 
 
@@ -31,7 +32,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--weights", nargs="+", default=[None], help="weights files (default: the shipped one)")
     ap.add_argument("--test-fraction", type=float, default=0.2, help="as verify's split (default 0.2)")
-    ap.add_argument("--key-candidates", type=int, default=16, help="protect's --key-candidates (0: all concepts)")
+    ap.add_argument("--key-candidates", type=int, default=KEY_CANDIDATES, help="protect's --key-candidates (0: all concepts)")
     args = ap.parse_args()
     protectors = {w: Protector.from_file(w, device="cpu") for w in args.weights}
     # per weights file: cycles, and the key likeness with and without colours (K x K, the same for every seed)
@@ -48,7 +49,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 src = link_split([ds.paths[i] for i in train_idx], ds.root, Path(tmp) / "train-split")
                 for n, (w, protector) in enumerate(protectors.items()):
-                    opts = ProtectOptions(group_by="folder", keys_only=True, key_candidates=args.key_candidates or None)
+                    opts = ProtectOptions(group_by="folder", keys_only=True, key_candidates=args.key_candidates)
                     result = protect_folder(src, Path(tmp) / f"out{n}", protector, opts)
                     cycles, likeness, likeness_bare, angle = tables[w]
                     keys = sorted({(r.group, r.key) for r in result.rows if r.key >= 0})

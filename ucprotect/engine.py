@@ -212,7 +212,7 @@ class ProtectOptions:
     group_by: str = "auto"
     clusters: int | None = None
     super_groups: int = 0  # super-groups of folders/clusters sharing half their texture (0: none; see grouping.py)
-    key_candidates: int | None = KEY_CANDIDATES  # a new group's key: least alike of its N nearest concepts (None: all)
+    key_candidates: int | None = KEY_CANDIDATES  # a new group's key: least alike of its N nearest concepts (None, 0: all)
     max_pixels: int = imageio.DEFAULT_MAX_PIXELS
     fail_fast: bool = False
     batch_size: int = 16

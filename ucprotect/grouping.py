@@ -80,7 +80,7 @@ def least_alike(candidates: torch.Tensor, chosen: torch.Tensor | list[int], text
     return int(candidates[int(clash.argmin())])
 
 
-# How many of the concepts nearest a group's mean embedding its key is chosen from (None: all keys).
+# How many of the concepts nearest a group's mean embedding its key is chosen from (None or 0: all keys).
 KEY_CANDIDATES = 16
 
 
@@ -134,7 +134,7 @@ def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_
     """Key, shared key and group name for photos with the given concept embeddings.
 
     ``key_candidates``: each new group's key is the least alike of the textures of that many concepts nearest the
-    group's mean (:func:`assign_distinct`; None: of all keys, the most spread set).
+    group's mean (:func:`assign_distinct`; None or 0: of all keys, the most spread set).
 
     ``super_groups``: how many super-groups share a wave (0: one-level textures). With a ``record`` (the
     keys file of earlier runs), recorded folders and clusters keep their keys and only new folders are given

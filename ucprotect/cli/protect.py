@@ -51,7 +51,7 @@ def protect(
     console = Console(stderr=True)
     options = ProtectOptions(format=format, quality=quality, metadata=metadata, overwrite=overwrite, dry_run=dry_run,
                              shard=parse_shard(shard) if shard else None, group_by=group_by, clusters=clusters,
-                             super_groups=super_groups, key_candidates=key_candidates or None,
+                             super_groups=super_groups, key_candidates=key_candidates,
                              max_pixels=max_pixels, fail_fast=fail_fast, batch_size=batch_size, workers=workers or default_workers(),
                              keys_file=keys, keys_only=keys_only)
     protector = None if dry_run else Protector.from_file(weights, device=device, epsilon=epsilon, tta=tta)

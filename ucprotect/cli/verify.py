@@ -21,7 +21,8 @@ EPILOG = """Examples:\n\n
   ucprotect verify ./dataset --protected ./safe --paper --device cuda"""
 
 
-def make_protect_fn(protector: Protector, group_by: str, super_groups: int = 0, key_candidates: int | None = 16):
+def make_protect_fn(protector: Protector, group_by: str, super_groups: int = 0,
+                    key_candidates: int = 16):  # grouping.KEY_CANDIDATES, written out: importing it would load torch for --help
     """Protect the train split as a user would: a copy of the class-folder tree through protect_folder."""
     from ..engine import ProtectOptions, protect_folder
     from ..verify import link_split
