@@ -23,7 +23,8 @@ lets neighbouring classes share one wave (K shared waves for the 10 classes: ``h
 super-groups cost a thief who labels by folder), ``--shared-weight`` weighs the shared wave in the sum.
 ``twoscale`` is a plaid whose first wave has half the frequency (a coarse wave that a thief's blur or
 down-up resize leaves, beside a fine one that teaches fastest undefended); ``--defenses blur:1.0 downup:0.5``
-adds a row per defence, applied to the protected 64 px images as `verify` does. Prints one
+adds a row per defence, applied to the protected 64 px images as `verify` does. ``tiles`` takes its textures from
+``--tiles FILE`` (periodic tiles made by `benchmarks/learned_tiles.py optimise`; tile k for folder k). Prints one
 markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
 clean and protected peak accuracy, score, and the per-epoch protected curve.
 """
@@ -152,7 +153,7 @@ def render_hier(p: dict, class_keys: torch.Tensor, folder_keys: torch.Tensor, h:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale; N a multiple of 10")
+    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale, tiles; N a multiple of 10")
     ap.add_argument("--defenses", nargs="*", default=[], help="also train on the protected images after each defence")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
@@ -165,6 +166,7 @@ def main() -> None:
                          "the nearest concepts; the pool's size: the most spread set); several values: one row each")
     ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
                     help="grating frequencies, cycles per short side (default: v1's 8 16; v2 shipped 12 24, v3 ships 4 8)")
+    ap.add_argument("--tiles", type=Path, help="tiles: the file of `learned_tiles.py optimise`")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(DATA, 150)
@@ -180,7 +182,7 @@ def main() -> None:
         for name, candidates in ((v, c) for v in args.variants for c in args.candidates):
             t0 = time.perf_counter()
             family, n = name.split(":")
-            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2}[family]
+            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2, "tiles": 1}[family]
             p = family_params(seed, 2, tuple(args.cycles))
             if family == "twoscale":
                 p["cyc"][:, 0] /= 2
@@ -207,7 +209,13 @@ def main() -> None:
                 name += "".join(f" {k} {v:g}" for k, v, default in (("align", args.align, 1), ("super", args.super, 10),
                                                                     ("shared-weight", args.shared_weight, 1)) if v != default)
                 name += " own colour" if args.colour == "own" else ""
-            texture = render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224, args.shared_weight, args.colour) if family == "hier" \
+            if family == "tiles":
+                from learned_tiles import tiled
+
+                tiles = torch.load(args.tiles)["tiles"]
+                keys = torch.arange(n) % len(tiles)
+                name += f" {args.tiles.name}"
+            texture = tiled(tiles)[keys[folder]] if family == "tiles" else render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224, args.shared_weight, args.colour) if family == "hier" \
                 else render(p, keys[folder], comps, 224, 224)
             prot8 = ((xf + texture * EPS).clamp(0, 1) * 255).round().byte()
             psnr = float(10 * torch.log10(1 / ((prot8.float() / 255 - xf) ** 2).mean()))
@@ -216,7 +224,8 @@ def main() -> None:
                 curve = train_victim(apply_defense(defense, prot64), y[tr], test, y[te], 10, recipe, defense)
                 peak = max(curve)
                 label = name if defense == "none" else f"{name} + {defense}"
-                print(f"| {label} | {seed} | {psnr:.1f} | {float(s.max()):.2f} | {int((s > 0.5).sum()) // 2} | {clean[seed]:.3f} | "
+                alike = "– | –" if family == "tiles" else f"{float(s.max()):.2f} | {int((s > 0.5).sum()) // 2}"  # grating likeness only
+                print(f"| {label} | {seed} | {psnr:.1f} | {alike} | {clean[seed]:.3f} | "
                       f"{peak:.3f} | {(clean[seed] - peak) / (clean[seed] - 0.1):.2f} | {' '.join(f'{a:.2f}' for a in curve)} |"
                       f" <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
 
