@@ -67,6 +67,17 @@ def to_victim(texture224: torch.Tensor, size: int = 64) -> torch.Tensor:
     return F.interpolate(texture224 * EPS, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
 
 
+def bounded(theta: torch.Tensor, dc: bool) -> torch.Tensor:
+    """Tile values in [-1, 1] from free parameters. Without ``dc`` each tile's mean colour is removed (and the rest
+    rescaled into [-1, 1]): left free, the tiles collapse onto a few constant colour casts (tiles_a, session 28),
+    which are learned soon but cannot key more than eight groups and which a thief's colour jitter removes."""
+    t = torch.tanh(theta)
+    if dc:
+        return t
+    t = t - t.mean((-2, -1), keepdim=True)
+    return t / t.abs().amax((-3, -2, -1), keepdim=True).clamp(min=1.0)
+
+
 def grating_textures(n: int = 10, seed: int = 0) -> torch.Tensor:
     """``n`` gratings as families.py's ``grating:n`` draws them (224 px, values +-1)."""
     from families import draw_distinct, family_params, likeness, render
@@ -120,7 +131,7 @@ def optimise(args) -> None:
         model.train()
         accs = []
         for _ in range(args.steps):
-            tex64 = to_victim(tiled(torch.tanh(theta)))
+            tex64 = to_victim(tiled(bounded(theta, args.dc)))
             xb, kb = key_batch(x64, tex64, torch.randint(len(x64), (64,), generator=g), g)
             out = model(xb)
             loss = F.cross_entropy(out, kb)
@@ -130,11 +141,12 @@ def optimise(args) -> None:
             opt.step()
             tex_opt.step()
             accs.append(float((out.argmax(1) == kb).float().mean()))
-        sat = float((torch.tanh(theta).abs() > 0.9).float().mean())
+        tiles = bounded(theta, args.dc).detach()
+        sat = float((tiles.abs() > 0.9).float().mean())
         print(f"restart {restart + 1:3d}: key accuracy over its {args.steps} steps {np.mean(accs):.3f} "
               f"(last 10: {np.mean(accs[-10:]):.3f}); share of tile values beyond 0.9 of the budget {sat:.2f}; "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-        torch.save({"tiles": torch.tanh(theta).detach(), "args": {k: str(v) for k, v in vars(args).items()}}, args.out)
+        torch.save({"tiles": tiles, "args": {k: str(v) for k, v in vars(args).items()}}, args.out)
 
 
 def main() -> None:
@@ -149,6 +161,7 @@ def main() -> None:
     o.add_argument("--lr", type=float, default=0.05, help="Adam's step on the tiles' pre-tanh values")
     o.add_argument("--victim", default="small-cnn")
     o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--dc", action="store_true", help="let tiles keep a mean colour (session 28's tiles_a; see bounded())")
     s = sub.add_parser("speed")
     s.add_argument("--tiles", type=Path, nargs="*", default=[])
     s.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
