@@ -78,6 +78,24 @@ def bounded(theta: torch.Tensor, dc: bool) -> torch.Tensor:
     return t / t.abs().amax((-3, -2, -1), keepdim=True).clamp(min=1.0)
 
 
+def tile_gratings(n: int, period: int, g: torch.Generator) -> torch.Tensor:
+    """``n`` square-wave gratings that fit the tile (whole cycles across it, 1-2 per tile: 8-16 per short side at
+    period 28), random phase and luminance-bearing colour signs: a start from which fresh networks already learn."""
+    from ucprotect.generator import LUMA_SIGNS
+
+    vectors = [(1, 0), (0, 1), (1, 1), (1, -1), (2, 0), (0, 2), (1, 2), (2, 1), (1, -2), (2, -1)]
+    r = torch.arange(period) / period
+    out = []
+    for k in range(n):
+        m, v = vectors[k % len(vectors)]
+        phase = float(torch.rand(1, generator=g)) * 2 * torch.pi
+        wave = torch.sign(torch.sin(2 * torch.pi * (v * r[:, None] + m * r[None, :]) + phase))
+        colour = torch.tensor(LUMA_SIGNS[int(torch.randint(3, (1,), generator=g))], dtype=torch.float32)
+        colour = colour * (1 if float(torch.rand(1, generator=g)) < 0.5 else -1)
+        out.append(wave[None] * colour[:, None, None])
+    return torch.stack(out)
+
+
 def grating_textures(n: int = 10, seed: int = 0) -> torch.Tensor:
     """``n`` gratings as families.py's ``grating:n`` draws them (224 px, values +-1)."""
     from families import draw_distinct, family_params, likeness, render
@@ -121,8 +139,13 @@ def optimise(args) -> None:
     x64 = F.interpolate(load_sample().float(), size=(64, 64), mode="bicubic", antialias=True, align_corners=False)
     x64 = x64.round().clamp(0, 255).byte()[:-200]  # the last 200 stay out, for `speed`
     g = torch.Generator().manual_seed(args.seed)
-    theta = (torch.randn(args.keys, 3, args.period, args.period, generator=g) * 1.5).requires_grad_()
+    if args.init == "gratings":
+        theta = (1.5 * tile_gratings(args.keys, args.period, g)).requires_grad_()
+    else:
+        theta = (torch.randn(args.keys, 3, args.period, args.period, generator=g) * 1.5).requires_grad_()
     tex_opt = torch.optim.Adam([theta], lr=args.lr)
+    meta = {k: str(v) for k, v in vars(args).items()}
+    torch.save({"tiles": bounded(theta, args.dc).detach(), "args": meta}, args.out)  # --restarts 0: the start alone
     t0 = time.perf_counter()
     for restart in range(args.restarts):
         torch.manual_seed(args.seed * 1000 + restart)
@@ -146,7 +169,7 @@ def optimise(args) -> None:
         print(f"restart {restart + 1:3d}: key accuracy over its {args.steps} steps {np.mean(accs):.3f} "
               f"(last 10: {np.mean(accs[-10:]):.3f}); share of tile values beyond 0.9 of the budget {sat:.2f}; "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
-        torch.save({"tiles": tiles, "args": {k: str(v) for k, v in vars(args).items()}}, args.out)
+        torch.save({"tiles": tiles, "args": meta}, args.out)
 
 
 def main() -> None:
@@ -161,6 +184,8 @@ def main() -> None:
     o.add_argument("--lr", type=float, default=0.05, help="Adam's step on the tiles' pre-tanh values")
     o.add_argument("--victim", default="small-cnn")
     o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--init", choices=["gratings", "noise"], default="gratings",
+                   help="start from gratings that fit the tile (from noise, fresh networks stay at chance: tiles_b)")
     o.add_argument("--dc", action="store_true", help="let tiles keep a mean colour (session 28's tiles_a; see bounded())")
     s = sub.add_parser("speed")
     s.add_argument("--tiles", type=Path, nargs="*", default=[])
