@@ -24,7 +24,7 @@ super-groups cost a thief who labels by folder), ``--shared-weight`` weighs the 
 ``twoscale`` is a plaid whose first wave has half the frequency (a coarse wave that a thief's blur or
 down-up resize leaves, beside a fine one that teaches fastest undefended); ``--defenses blur:1.0 downup:0.5``
 adds a row per defence, applied to the protected 64 px images as `verify` does. ``tiles`` takes its textures from
-``--tiles FILE`` (periodic tiles made by `benchmarks/learned_tiles.py optimise`; tile k for folder k). Prints one
+``--tiles FILE ...`` (a row per file; periodic tiles made by `benchmarks/learned_tiles.py optimise`; tile k for folder k). Prints one
 markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
 clean and protected peak accuracy, score, and the per-epoch protected curve.
 """
@@ -166,7 +166,7 @@ def main() -> None:
                          "the nearest concepts; the pool's size: the most spread set); several values: one row each")
     ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
                     help="grating frequencies, cycles per short side (default: v1's 8 16; v2 shipped 12 24, v3 ships 4 8)")
-    ap.add_argument("--tiles", type=Path, help="tiles: the file of `learned_tiles.py optimise`")
+    ap.add_argument("--tiles", type=Path, nargs="+", default=[], help="tiles: files of `learned_tiles.py optimise` (a row each)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(DATA, 150)
@@ -179,7 +179,9 @@ def main() -> None:
     for seed in args.seeds:
         recipe = Recipe(victim="small-cnn", image_size=64, epochs=args.epochs, batch_size=64, lr=0.05, seed=seed)
         clean[seed] = max(train_victim(clean_tr, y[tr], test, y[te], 10, recipe))
-        for name, candidates in ((v, c) for v in args.variants for c in args.candidates):
+        runs = [(v, c, f) for v in args.variants for c in args.candidates
+                for f in (args.tiles if v.startswith("tiles:") else [None])]
+        for name, candidates, tiles_file in runs:
             t0 = time.perf_counter()
             family, n = name.split(":")
             n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2, "tiles": 1}[family]
@@ -212,9 +214,9 @@ def main() -> None:
             if family == "tiles":
                 from learned_tiles import tiled
 
-                tiles = torch.load(args.tiles)["tiles"]
+                tiles = torch.load(tiles_file)["tiles"]
                 keys = torch.arange(n) % len(tiles)
-                name += f" {args.tiles.name}"
+                name += f" {tiles_file.name}"
             texture = tiled(tiles)[keys[folder]] if family == "tiles" else render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224, args.shared_weight, args.colour) if family == "hier" \
                 else render(p, keys[folder], comps, 224, 224)
             prot8 = ((xf + texture * EPS).clamp(0, 1) * 255).round().byte()
