@@ -166,6 +166,7 @@ def main() -> None:
                          "the nearest concepts; the pool's size: the most spread set); several values: one row each")
     ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
                     help="grating frequencies, cycles per short side (default: v1's 8 16; v2 shipped 12 24, v3 ships 4 8)")
+    ap.add_argument("--victim", default="small-cnn", help="the victim (resnet18-w16: the CPU stand-in for ResNet-18)")
     ap.add_argument("--tiles", type=Path, nargs="+", default=[], help="tiles: files of `learned_tiles.py optimise` (a row each)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -177,7 +178,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     clean: dict[int, float] = {}
     for seed in args.seeds:
-        recipe = Recipe(victim="small-cnn", image_size=64, epochs=args.epochs, batch_size=64, lr=0.05, seed=seed)
+        recipe = Recipe(victim=args.victim, image_size=64, epochs=args.epochs, batch_size=64, lr=0.05, seed=seed)
         clean[seed] = max(train_victim(clean_tr, y[tr], test, y[te], 10, recipe))
         runs = [(v, c, f) for v in args.variants for c in args.candidates
                 for f in (args.tiles if v.startswith("tiles:") else [None])]
@@ -192,6 +193,7 @@ def main() -> None:
             keys = draw_distinct(n + (10 if family == "hier" else 0), sim, seed, candidates)
             name += f" candidates {candidates}" if candidates != 16 else ""
             name += f" cycles {args.cycles[0]:g}-{args.cycles[1]:g}" if args.cycles != [8, 16] else ""
+            name += f" on {args.victim}" if args.victim != "small-cnn" else ""
             class_keys, keys = (keys[:10], keys[10:]) if family == "hier" else (None, keys)
             per = n // 10
             # sub-folder of each training image: its rank within its class, dealt round-robin
