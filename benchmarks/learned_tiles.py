@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ucprotect import imageio  # noqa: E402
+from ucprotect.transforms import down_up, gaussian_blur, grayscale  # noqa: E402
 from ucprotect.verify import _augment  # noqa: E402
 from ucprotect.victims import create_victim  # noqa: E402
 from variants import CACHE, EPS  # noqa: E402
@@ -105,9 +106,14 @@ def grating_textures(n: int = 10, seed: int = 0) -> torch.Tensor:
     return render(p, keys, 1, 224, 224)
 
 
-def key_batch(x64: torch.Tensor, tex64: torch.Tensor, idx: torch.Tensor, g: torch.Generator, augment: bool = True):
+DEFENCES = {"none": lambda x: x, "grayscale": grayscale, "blur": lambda x: gaussian_blur(x, 1.0),
+             "downup": lambda x: down_up(x, 0.5)}  # the battery's differentiable defences, as `verify` applies them
+
+
+def key_batch(x64: torch.Tensor, tex64: torch.Tensor, idx: torch.Tensor, g: torch.Generator, augment: bool = True,
+              defence: str = "none"):
     keys = torch.randint(len(tex64), (len(idx),), generator=g)
-    x = (x64[idx].float() / 255 + tex64[keys]).clamp(0, 1)
+    x = DEFENCES[defence]((x64[idx].float() / 255 + tex64[keys]).clamp(0, 1))
     return (_augment(x, g, False) if augment else x), keys
 
 
@@ -152,10 +158,11 @@ def optimise(args) -> None:
         model = create_victim(args.victim, args.keys, 64)
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
         model.train()
+        defence = args.defences[restart % len(args.defences)]  # a thief keeps one defence for a whole training
         accs = []
         for _ in range(args.steps):
             tex64 = to_victim(tiled(bounded(theta, args.dc)))
-            xb, kb = key_batch(x64, tex64, torch.randint(len(x64), (64,), generator=g), g)
+            xb, kb = key_batch(x64, tex64, torch.randint(len(x64), (64,), generator=g), g, defence=defence)
             out = model(xb)
             loss = F.cross_entropy(out, kb)
             opt.zero_grad(set_to_none=True)
@@ -166,7 +173,7 @@ def optimise(args) -> None:
             accs.append(float((out.argmax(1) == kb).float().mean()))
         tiles = bounded(theta, args.dc).detach()
         sat = float((tiles.abs() > 0.9).float().mean())
-        print(f"restart {restart + 1:3d}: key accuracy over its {args.steps} steps {np.mean(accs):.3f} "
+        print(f"restart {restart + 1:3d} ({defence}): key accuracy over its {args.steps} steps {np.mean(accs):.3f} "
               f"(last 10: {np.mean(accs[-10:]):.3f}); share of tile values beyond 0.9 of the budget {sat:.2f}; "
               f"{time.perf_counter() - t0:.0f} s", flush=True)
         torch.save({"tiles": tiles, "args": meta}, args.out)
@@ -186,6 +193,8 @@ def main() -> None:
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--init", choices=["gratings", "noise"], default="gratings",
                    help="start from gratings that fit the tile (from noise, fresh networks stay at chance: tiles_b)")
+    o.add_argument("--defences", nargs="+", default=["none"], choices=sorted(DEFENCES),
+                   help="each fresh network trains through the next of these (JPEG is not differentiable: not here)")
     o.add_argument("--dc", action="store_true", help="let tiles keep a mean colour (session 28's tiles_a; see bounded())")
     s = sub.add_parser("speed")
     s.add_argument("--tiles", type=Path, nargs="*", default=[])
