@@ -217,10 +217,12 @@ def main() -> None:
                 from learned_tiles import tiled
 
                 tiles = torch.load(tiles_file)["tiles"]
-                keys = torch.arange(n) % len(tiles)
                 name += f" {tiles_file.name}"
-            texture = tiled(tiles)[keys[folder]] if family == "tiles" else render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224, args.shared_weight, args.colour) if family == "hier" \
-                else render(p, keys[folder], comps, 224, 224)
+                texture = tiled(tiles)[folder % len(tiles)]
+            elif family == "hier":
+                texture = render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224, args.shared_weight, args.colour)
+            else:
+                texture = render(p, keys[folder], comps, 224, 224)
             prot8 = ((xf + texture * EPS).clamp(0, 1) * 255).round().byte()
             psnr = float(10 * torch.log10(1 / ((prot8.float() / 255 - xf) ** 2).mean()))
             prot64 = downsample(prot8, 64, "pil")
