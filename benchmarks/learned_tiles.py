@@ -59,6 +59,12 @@ def load_sample(size: int = 224) -> torch.Tensor:
     return x
 
 
+def load_sample64() -> torch.Tensor:
+    """The sample photos at the victims' 64 px (uint8), downsampled as `to_victim` downsamples textures."""
+    x64 = F.interpolate(load_sample().float(), size=(64, 64), mode="bicubic", antialias=True, align_corners=False)
+    return x64.round().clamp(0, 255).byte()
+
+
 def tiled(tiles: torch.Tensor, size: int = 224) -> torch.Tensor:
     """K x 3 x P x P tiles in [-1, 1] repeated over size x size (K x 3 x size x size)."""
     p = tiles.shape[-1]
@@ -147,8 +153,7 @@ def speed(tex224: torch.Tensor, x64: torch.Tensor, steps: int, seed: int, victim
 
 
 def optimise(args) -> None:
-    x64 = F.interpolate(load_sample().float(), size=(64, 64), mode="bicubic", antialias=True, align_corners=False)
-    x64 = x64.round().clamp(0, 255).byte()[:-200]  # the last 200 stay out, for `speed`
+    x64 = load_sample64()[:-200]  # the last 200 stay out, for `speed`
     g = torch.Generator().manual_seed(args.seed)
     if args.init == "gratings":
         theta = (1.5 * tile_gratings(args.keys, args.period, g)).requires_grad_()
@@ -210,8 +215,7 @@ def main() -> None:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     if args.cmd == "optimise":
         return optimise(args)
-    x64 = F.interpolate(load_sample().float(), size=(64, 64), mode="bicubic", antialias=True, align_corners=False)
-    x64 = x64.round().clamp(0, 255).byte()
+    x64 = load_sample64()
     rows = [("grating:10 (8-16 cycles)", grating_textures())]
     rows += [(str(f), tiled(torch.load(f)["tiles"])) for f in args.tiles]
     print(f"| textures | victim | steps | key accuracy per seed ({' '.join(map(str, args.seeds))}) | mean |")

@@ -256,7 +256,7 @@ def test_save_refuses_a_keys_file_of_other_weights_that_appeared_meanwhile(tmp_p
 
 
 def test_key_candidates_option_reaches_key_choice(tmp_path, protector, monkeypatch):
-    """ProtectOptions.key_candidates (the CLI's --key-candidates, 0 -> None) is what key choice is given."""
+    """ProtectOptions.key_candidates (the CLI's --key-candidates; 0 and None both mean all concepts) is what key choice is given."""
     import ucprotect.engine as engine
 
     seen = []
