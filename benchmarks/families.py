@@ -143,6 +143,33 @@ def render_tiles(p: dict, keys: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return cells.permute(0, 2, 3, 1)[b, iy[:, :, None], ix[:, None, :]].permute(0, 3, 1, 2)
 
 
+def ar_coefficients(seed: int, n: int) -> torch.Tensor:
+    """n x 3 x 8 causal 3 x 3 autoregressive filters (one per colour channel), as class-wise autoregressive
+    perturbations draw them (Sandoval-Segura et al., NeurIPS 2022): random, L1-normalised to 0.95 so the process is
+    stable. A 3 x 3 convolution with the filter and -1 at the centre turns its samples into white noise."""
+    g = torch.Generator().manual_seed(3000 + seed)
+    a = torch.randn(n, 3, 8, generator=g)
+    return 0.95 * a / a.abs().sum(-1, keepdim=True)
+
+
+AR_TAPS = [(-2, -2), (-2, -1), (-2, 0), (-1, -2), (-1, -1), (-1, 0), (0, -2), (0, -1)]  # the window before (0, 0)
+
+
+def render_ar(coef: torch.Tensor, cells: int, size: int, seed: int) -> torch.Tensor:
+    """One sample (B x 3 x size x size, values in [-1, 1]) of each row's autoregressive process, drawn on a grid of
+    ``cells`` per side (so its pixels are the victim's pixels when cells = the victim's size), scaled by its standard
+    deviation at 3 (most values saturate at +-1: an L-inf budget used nearly in full, as a square wave uses it, where
+    the paper bounds the L2 norm) after a bilinear upsampling."""
+    g = torch.Generator().manual_seed(4000 + seed)
+    b = len(coef)
+    x = torch.randn(b, 3, cells + 2, cells + 2, generator=g)  # the innovations; rows/cols 0-1 stay as start noise
+    for i in range(2, cells + 2):
+        for j in range(2, cells + 2):
+            x[:, :, i, j] += sum(coef[:, :, k] * x[:, :, i + di, j + dj] for k, (di, dj) in enumerate(AR_TAPS))
+    x = torch.nn.functional.interpolate(x[:, :, 2:, 2:], size=(size, size), mode="bilinear", align_corners=False)
+    return (3 * x / x.flatten(2).std(-1)[..., None, None]).clamp(-1, 1)
+
+
 def render_hier(p: dict, class_keys: torch.Tensor, folder_keys: torch.Tensor, h: int, w: int, weight: float = 1.0,
                 colour: str = "shared") -> torch.Tensor:
     """A two-level code: the sign of a sum of the class-level texture's first wave and the folder's own,
@@ -153,7 +180,7 @@ def render_hier(p: dict, class_keys: torch.Tensor, folder_keys: torch.Tensor, h:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale, tiles; N a multiple of 10")
+    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale, tiles, ar, arfix; N a multiple of 10")
     ap.add_argument("--defenses", nargs="*", default=[], help="also train on the protected images after each defence")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
@@ -167,6 +194,7 @@ def main() -> None:
     ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
                     help="grating frequencies, cycles per short side (default: v1's 8 16; v2 shipped 12 24, v3 ships 4 8)")
     ap.add_argument("--victim", default="small-cnn", help="the victim (resnet18-w16: the CPU stand-in for ResNet-18)")
+    ap.add_argument("--ar-cells", type=int, default=64, help="ar, arfix: grid cells per side of the autoregressive process")
     ap.add_argument("--tiles", type=Path, nargs="+", default=[], help="tiles: files of `learned_tiles.py optimise` (a row each)")
     args = ap.parse_args()
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -185,7 +213,7 @@ def main() -> None:
         for name, candidates, tiles_file in runs:
             t0 = time.perf_counter()
             family, n = name.split(":")
-            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2, "tiles": 1}[family]
+            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2, "tiles": 1, "ar": 1, "arfix": 1}[family]
             p = family_params(seed, 2, tuple(args.cycles))
             if family == "twoscale":
                 p["cyc"][:, 0] /= 2
@@ -213,7 +241,12 @@ def main() -> None:
                 name += "".join(f" {k} {v:g}" for k, v, default in (("align", args.align, 1), ("super", args.super, 10),
                                                                     ("shared-weight", args.shared_weight, 1)) if v != default)
                 name += " own colour" if args.colour == "own" else ""
-            if family == "tiles":
+            if family in ("ar", "arfix"):  # a fresh sample for every image, or one per folder
+                coef = ar_coefficients(seed, n)
+                name += f" {args.ar_cells} cells"
+                texture = (render_ar(coef[folder], args.ar_cells, 224, seed) if family == "ar"
+                           else render_ar(coef, args.ar_cells, 224, seed)[folder])
+            elif family == "tiles":
                 from learned_tiles import tiled
 
                 tiles = torch.load(tiles_file)["tiles"]
@@ -230,7 +263,7 @@ def main() -> None:
                 curve = train_victim(apply_defense(defense, prot64), y[tr], test, y[te], 10, recipe, defense)
                 peak = max(curve)
                 label = name if defense == "none" else f"{name} + {defense}"
-                alike = "– | –" if family == "tiles" else f"{float(s.max()):.2f} | {int((s > 0.5).sum()) // 2}"  # grating likeness only
+                alike = "– | –" if family in ("tiles", "ar", "arfix") else f"{float(s.max()):.2f} | {int((s > 0.5).sum()) // 2}"  # grating likeness only
                 print(f"| {label} | {seed} | {psnr:.1f} | {alike} | {clean[seed]:.3f} | "
                       f"{peak:.3f} | {(clean[seed] - peak) / (clean[seed] - 0.1):.2f} | {' '.join(f'{a:.2f}' for a in curve)} |"
                       f" <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
