@@ -110,3 +110,16 @@ def test_loaded_weights_survive_the_file_being_overwritten_in_place(weights_file
         f.write(b"\xff" * len(weights_file.read_bytes()))
     assert torch.equal(bundle.coarse_keys, keys)
     assert all(torch.equal(bundle.backbone_tensors[k], v) for k, v in backbone.items())
+
+
+def test_saving_the_same_weights_twice_gives_the_same_bytes(weights_file, tmp_path):
+    """safetensors writes metadata in hash order; save_weights sorts it, so a re-export has the same SHA-256."""
+    from ucprotect.weights import save_weights
+
+    b = load_weights(weights_file)
+    args = (b.generator, b.backbone, b.backbone_tensors, b.concept_names, b.coarse_keys,
+            {k: v for k, v in b.metadata.items() if k not in ("format", "format_version", "generator_config", "backbone", "concept_names")})
+    one, two = save_weights(tmp_path / "1.safetensors", *args), save_weights(tmp_path / "2.safetensors", *args)
+    assert one.read_bytes() == two.read_bytes()
+    again = load_weights(two)
+    assert again.metadata == b.metadata and torch.equal(again.coarse_keys, b.coarse_keys)
