@@ -102,6 +102,9 @@ def find_images(root: Path) -> tuple[list[Path], list[Path]]:
     return images, others
 
 
+_REMEDY = "; copy it again from its source or re-export it"  # what a user can do about a damaged file
+
+
 def open_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Open ``path`` lazily and check it is a single still image within the pixel limit."""
     path = Path(path)
@@ -116,9 +119,9 @@ def open_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Imag
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         if "exceeds limit" in str(e) or "decompression bomb" in str(e).lower():
             raise _err(path, f"the image is too large to decode safely; raise --max-pixels if it is genuine") from None
-        raise _err(path, "not an image Pillow can read (corrupt, or not an image at all)") from None
+        raise _err(path, "not an image Pillow can read (corrupt, or not an image at all)" + _REMEDY) from None
     except OSError as e:
-        raise _err(path, f"cannot read the file ({e.strerror or e})") from None
+        raise _err(path, f"cannot read the file ({e.strerror or e})" + _REMEDY) from None
     if img.format not in FORMAT_EXTENSIONS:
         img.close()
         raise _err(path, f"format {img.format} is not supported (JPEG, PNG, WebP, TIFF and BMP are)")
@@ -147,7 +150,7 @@ def load_photo(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS, keep_image: boo
         img.load()
         img = ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError) as e:
-        raise _err(path, f"the image data is corrupt or truncated ({e})") from None
+        raise _err(path, f"the image data is corrupt or truncated ({e})" + _REMEDY) from None
     alpha = None
     mode = img.mode
     if mode in ("P", "PA"):
@@ -205,7 +208,7 @@ def load_thumbnail(path: Path, short_side: int, max_pixels: int = DEFAULT_MAX_PI
         img.load()
         img = ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError) as e:
-        raise _err(path, f"the image data is corrupt or truncated ({e})") from None
+        raise _err(path, f"the image data is corrupt or truncated ({e})" + _REMEDY) from None
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         img = Image.fromarray((np.asarray(img).astype(np.float32) / 257.0).clip(0, 255).astype(np.uint8))
     if img.mode != "RGB":
