@@ -24,7 +24,9 @@ super-groups cost a thief who labels by folder), ``--shared-weight`` weighs the 
 ``twoscale`` is a plaid whose first wave has half the frequency (a coarse wave that a thief's blur or
 down-up resize leaves, beside a fine one that teaches fastest undefended); ``--defenses blur:1.0 downup:0.5``
 adds a row per defence, applied to the protected 64 px images as `verify` does. ``tiles`` takes its textures from
-``--tiles FILE ...`` (a row per file; periodic tiles made by `benchmarks/learned_tiles.py optimise`; tile k for folder k). Prints one
+``--tiles FILE ...`` (a row per file; periodic tiles made by `benchmarks/learned_tiles.py optimise`; tile k for folder k).
+``ar`` draws each image a fresh sample of its folder's autoregressive process (class-wise AR perturbations, on an
+``--ar-cells`` grid), ``arfix`` one sample per folder (both ~0 on resnet18-w16: RESULTS.md, session 29). Prints one
 markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
 clean and protected peak accuracy, score, and the per-epoch protected curve.
 """
