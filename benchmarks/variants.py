@@ -12,6 +12,7 @@ accuracy, score. No files are written except a tensor cache in the temp folder.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import sys
 import tempfile
@@ -36,7 +37,9 @@ CACHE = Path(tempfile.gettempdir()) / "ucprotect-variants"
 
 def load(root: Path, per_class: int, size: int = 224) -> dict:
     CACHE.mkdir(exist_ok=True)
-    f = CACHE / f"{root.name}_{per_class}_{size}.pt"
+    # the folder's whole path names the cache: train/imagenette and eval/imagenette share a last name
+    tag = hashlib.sha1(str(Path(root).resolve()).encode()).hexdigest()[:8]
+    f = CACHE / f"{root.name}-{tag}_{per_class}_{size}.pt"
     if f.exists():
         return torch.load(f)
     ds = load_class_folders(root, per_class, 0)
@@ -93,7 +96,9 @@ def concept_embeddings(p, x: torch.Tensor) -> torch.Tensor:
     """Each image's concept embedding as `protect --group-by none` computes it (mirror TTA), cached."""
     from PIL import Image
 
-    f = CACHE / f"emb_{len(x)}.pt"
+    h = hashlib.sha1(x.contiguous().numpy().tobytes())  # the images and the weights name the cache, not the count
+    h.update(p.key_embeddings.float().contiguous().cpu().numpy().tobytes())
+    f = CACHE / f"emb_{len(x)}_{h.hexdigest()[:12]}.pt"
     if not f.exists():
         embs = [p.embed([Image.fromarray(a.permute(1, 2, 0).numpy()) for a in x[i:i + 32]]) for i in range(0, len(x), 32)]
         torch.save(torch.cat(embs), f)
