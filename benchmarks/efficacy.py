@@ -97,7 +97,14 @@ def main() -> None:
                          "is ~10 min on a 2-core CPU)")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                     help="victim precision (default: bf16 on CUDA only; --bf16 on a CPU with AMX is ~4x faster)")
+    ap.add_argument("--cluster-count", choices=["sqrt", "silhouette"], default="sqrt",
+                    help="--group-by cluster: protect's round(sqrt n) clusters, or the count with the best silhouette "
+                         "(benchmarks/cluster_count.py; an experiment, not protect's behaviour)")
     args = ap.parse_args()
+    if args.cluster_count == "silhouette":
+        from cluster_count import use_silhouette_count
+
+        use_silhouette_count()
     recipe = PRESETS["standard" if args.full else "quick"]
     recipe = replace(recipe, **{k: v for k, v in dict(victim=args.victim, epochs=args.epochs, image_size=args.image_size).items() if v})
     if args.seed is not None:
@@ -138,6 +145,8 @@ def main() -> None:
             grouping += f" (epsilon {args.epsilon:g})"
         if args.key_candidates != KEY_CANDIDATES:
             grouping += f" (key candidates {args.key_candidates or 'all'})"
+        rule = f" count {args.cluster_count}" if group_by == "cluster" and args.cluster_count != "sqrt" else ""
+        grouping += f" (by silhouette)" if rule else ""
         first = group_by == args.group_by[0] and super_groups == args.super_groups[0]
         defenses = args.defenses if (labels == "folders" and first) else []
         t0 = time.perf_counter()
@@ -145,7 +154,7 @@ def main() -> None:
         report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, super_groups, args.key_candidates),
                                    labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache,
                                    device=victim_device, on_progress=on_progress,
-                                   protected_id=protected_id(weights, group_by, super_groups, args.epsilon, args.key_candidates),
+                                   protected_id=protected_id(weights, group_by, super_groups, args.epsilon, args.key_candidates) + rule,
                                    defended_baselines=args.defended_baselines)
         clean = report.run("clean").peak
         for r in report.runs[1:]:
