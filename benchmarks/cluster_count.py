@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from ucprotect.clustering import kmeans  # noqa: E402
+from ucprotect.grouping import default_clusters  # noqa: E402
 
 
 def silhouette(emb: torch.Tensor, labels: torch.Tensor) -> float:
@@ -88,7 +89,7 @@ def main() -> None:
     d = load(args.data, args.per_class)
     emb, y = F.normalize(concept_embeddings(Protector.from_file(None, device="cpu"), d["x"]).float(), dim=-1), d["y"]
     n = len(y)
-    print(f"{args.data}: {n} photos, {int(y.max()) + 1} folders; √n = {grouping_default(n)}; silhouette's choice: "
+    print(f"{args.data}: {n} photos, {int(y.max()) + 1} folders; √n = {default_clusters(n)}; silhouette's choice: "
           f"{silhouette_count(emb)}\n")
     print("| k | share of a class in its commonest cluster | purity | silhouette |")
     print("|---|---|---|---|")
@@ -97,12 +98,6 @@ def main() -> None:
         share = sum(int(torch.bincount(lab[y == c], minlength=k).max()) for c in range(int(y.max()) + 1)) / n
         purity = sum(int(torch.bincount(y[lab == j]).max()) for j in range(k) if (lab == j).any()) / n
         print(f"| {k} | {share:.3f} | {purity:.3f} | {silhouette(emb, lab):.3f} |", flush=True)
-
-
-def grouping_default(n: int) -> int:
-    from ucprotect.grouping import default_clusters
-
-    return default_clusters(n)
 
 
 if __name__ == "__main__":

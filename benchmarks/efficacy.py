@@ -145,8 +145,8 @@ def main() -> None:
             grouping += f" (epsilon {args.epsilon:g})"
         if args.key_candidates != KEY_CANDIDATES:
             grouping += f" (key candidates {args.key_candidates or 'all'})"
-        rule = f" count {args.cluster_count}" if group_by == "cluster" and args.cluster_count != "sqrt" else ""
-        grouping += f" (by silhouette)" if rule else ""
+        by_silhouette = group_by == "cluster" and args.cluster_count == "silhouette"
+        grouping += " (by silhouette)" if by_silhouette else ""
         first = group_by == args.group_by[0] and super_groups == args.super_groups[0]
         defenses = args.defenses if (labels == "folders" and first) else []
         t0 = time.perf_counter()
@@ -154,7 +154,8 @@ def main() -> None:
         report, _ = verify_dataset(Path(data), recipe, protect_fn=make_protect_fn(protector, group_by, super_groups, args.key_candidates),
                                    labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache,
                                    device=victim_device, on_progress=on_progress,
-                                   protected_id=protected_id(weights, group_by, super_groups, args.epsilon, args.key_candidates) + rule,
+                                   protected_id=protected_id(weights, group_by, super_groups, args.epsilon, args.key_candidates)
+                                   + (" count silhouette" if by_silhouette else ""),
                                    defended_baselines=args.defended_baselines)
         clean = report.run("clean").peak
         for r in report.runs[1:]:

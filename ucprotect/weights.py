@@ -120,7 +120,7 @@ def installed_weights_dirs() -> list[Path]:
 def save_weights(path: Path, generator, backbone: str, backbone_tensors: dict[str, torch.Tensor],
                  concept_names: list[str], coarse_keys: torch.Tensor, metadata: dict | None = None) -> Path:
     """Write the weights file atomically (temp file, then rename)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     tensors = {f"generator.{k}": v.detach().float().contiguous().cpu() for k, v in generator.state_dict().items()}
     tensors.update({f"backbone.{k}": v.detach().contiguous().cpu() for k, v in backbone_tensors.items()})
@@ -131,23 +131,21 @@ def save_weights(path: Path, generator, backbone: str, backbone_tensors: dict[st
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    _sort_metadata(tmp)
+    tmp.write_bytes(_sorted_metadata(save(tensors, metadata=meta)))
     set_default_permissions(tmp)
     tmp.replace(path)
     return path
 
 
-def _sort_metadata(path: Path) -> None:
-    """Rewrite the header with its metadata keys sorted: safetensors writes them in hash order, which changes from
-    run to run, so the same weights would otherwise give files that differ in bytes (and in SHA-256)."""
-    raw = path.read_bytes()
+def _sorted_metadata(raw: bytes) -> bytes:
+    """The serialised file with its header's metadata keys sorted: safetensors writes them in hash order, which changes
+    from run to run, so the same weights would otherwise give files that differ in bytes (and in SHA-256)."""
     n = int.from_bytes(raw[:8], "little")
     header = json.loads(raw[8:8 + n])
     header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
     text = json.dumps(header, ensure_ascii=False, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the format pads its header with spaces to 8-byte alignment
-    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + n:])
+    return len(text).to_bytes(8, "little") + text + raw[8 + n:]
 
 
 def read_metadata(path: Path) -> dict:
