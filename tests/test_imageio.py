@@ -115,7 +115,7 @@ def test_bad_inputs_are_reported_and_others_continue(tmp_path, protector, case):
     assert rows["good.png"].status == "done"
     assert rows["bad.png"].status == "failed"
     assert "bad.png" in rows["bad.png"].reason
-    if case in ("truncated", "not_image"):  # a damaged file's message says what to do about it
+    if case in ("empty", "truncated", "not_image"):  # a damaged file's message says what to do about it
         assert "copy it again from its source or re-export it" in rows["bad.png"].reason
     assert not (dst / "bad.png").exists()
     with pytest.raises(ImageError, match="bad.png"):

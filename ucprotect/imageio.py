@@ -110,7 +110,7 @@ def open_checked(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Imag
     path = Path(path)
     try:
         if path.stat().st_size == 0:
-            raise _err(path, "the file is empty (0 bytes)")
+            raise _err(path, "the file is empty (0 bytes)" + _REMEDY)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(path)
