@@ -25,6 +25,9 @@ super-groups cost a thief who labels by folder), ``--shared-weight`` weighs the 
 down-up resize leaves, beside a fine one that teaches fastest undefended); ``--defenses blur:1.0 downup:0.5``
 adds a row per defence, applied to the protected 64 px images as `verify` does. ``tiles`` takes its textures from
 ``--tiles FILE ...`` (a row per file; periodic tiles made by `benchmarks/learned_tiles.py optimise`; tile k for folder k).
+``tone`` keys the pixel's own luminance instead of its position (a class-wise tone curve, like a colour grade within
+the budget: the sign of a sine of the luminance Y, ``--cycles`` periods over Y's range 0-1, in the key's colour signs):
+it needs no spatial structure, so crops, resizing and blur leave it wherever the photo is smooth.
 ``ar`` draws each image a fresh sample of its folder's autoregressive process (class-wise AR perturbations, on an
 ``--ar-cells`` grid), ``arfix`` one sample per folder (both ~0 on resnet18-w16: RESULTS.md, session 29). Prints one
 markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
@@ -180,9 +183,18 @@ def render_hier(p: dict, class_keys: torch.Tensor, folder_keys: torch.Tensor, h:
     return torch.sign(waves)[:, None] * p["colour"][class_keys if colour == "shared" else folder_keys][:, :, None, None]
 
 
+def render_tone(p: dict, keys: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Each image's key as a tone curve (B x 3 x H x W, values +-1): the sign of a sine of the pixel's own luminance
+    (``cyc`` periods over 0-1, the key's phase) in the key's colour signs. Pixels of one brightness move the same
+    way in every photo of the folder, wherever they sit."""
+    luma = (images * images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    cyc, ph = p["cyc"][keys, 0].view(-1, 1, 1, 1), p["phase"][keys, 0].view(-1, 1, 1, 1)
+    return torch.sign(torch.sin(2 * math.pi * cyc * luma + ph)) * p["colour"][keys][:, :, None, None]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale, tiles, ar, arfix; N a multiple of 10")
+    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale, tiles, ar, arfix, tone; N a multiple of 10")
     ap.add_argument("--defenses", nargs="*", default=[], help="also train on the protected images after each defence")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
@@ -215,7 +227,7 @@ def main() -> None:
         for name, candidates, tiles_file in runs:
             t0 = time.perf_counter()
             family, n = name.split(":")
-            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2, "tiles": 1, "ar": 1, "arfix": 1}[family]
+            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2, "tiles": 1, "ar": 1, "arfix": 1, "tone": 1}[family]
             p = family_params(seed, 2, tuple(args.cycles))
             if family == "twoscale":
                 p["cyc"][:, 0] /= 2
@@ -254,6 +266,8 @@ def main() -> None:
                 tiles = torch.load(tiles_file)["tiles"]
                 name += f" {tiles_file.name}"
                 texture = tiled(tiles)[folder % len(tiles)]
+            elif family == "tone":
+                texture = render_tone(p, keys[folder], xf)
             elif family == "hier":
                 texture = render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224, args.shared_weight, args.colour)
             else:
@@ -265,7 +279,7 @@ def main() -> None:
                 curve = train_victim(apply_defense(defense, prot64), y[tr], test, y[te], 10, recipe, defense)
                 peak = max(curve)
                 label = name if defense == "none" else f"{name} + {defense}"
-                alike = "– | –" if family in ("tiles", "ar", "arfix") else f"{float(s.max()):.2f} | {int((s > 0.5).sum()) // 2}"  # grating likeness only
+                alike = "– | –" if family in ("tiles", "ar", "arfix", "tone") else f"{float(s.max()):.2f} | {int((s > 0.5).sum()) // 2}"  # grating likeness only
                 print(f"| {label} | {seed} | {psnr:.1f} | {alike} | {clean[seed]:.3f} | "
                       f"{peak:.3f} | {(clean[seed] - peak) / (clean[seed] - 0.1):.2f} | {' '.join(f'{a:.2f}' for a in curve)} |"
                       f" <!-- {time.perf_counter() - t0:.0f} s -->", flush=True)
