@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,24 @@ def test_protect_exit_code_nonzero_when_a_file_fails(tmp_path, weights_file):
     assert r.exit_code == 1, r.output
     assert "b.jpg" in r.output and "empty" in r.output
     assert (tmp_path / "o" / "a.png").exists() and (tmp_path / "r.json").exists()
+
+
+def test_report_and_plot_paths_are_checked_before_any_work(tmp_path, weights_file):
+    """A --report or --plot that names a folder is refused before protecting or training (a verify run can take
+    an hour, and its numbers would be lost at the end); a report in a folder not yet made gets the folder."""
+    _img(tmp_path / "in" / "c" / "a.png")
+    (tmp_path / "taken").mkdir()
+    base = ["protect", str(tmp_path / "in"), "--weights", str(weights_file), "--device", "cpu"]
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "o"), "--report", str(tmp_path / "taken")])
+    assert r.exit_code == 1 and "--report" in r.output and "is a folder" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "o2"), "--report", str(tmp_path / "new" / "deeper" / "r.json")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "new" / "deeper" / "r.json").read_text())["summary"]["done"] == 1
+    for option in ("--report", "--plot"):
+        r = runner.invoke(app, ["verify", str(tmp_path / "in"), "--weights", str(weights_file), "--device", "cpu", "--quick",
+                                option, str(tmp_path / "taken")])
+        assert r.exit_code == 1 and option in r.output and "is a folder" in r.output and "epoch" not in r.output
 
 
 def test_no_gpu_message(tmp_path, weights_file):

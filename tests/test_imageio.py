@@ -8,7 +8,7 @@ from PIL import Image, ImageCms
 
 from ucprotect import ProtectOptions, protect_folder
 from ucprotect.errors import ConfigError, ImageError
-from ucprotect.imageio import TEMP_MARKER, load_photo
+from ucprotect.imageio import TEMP_MARKER, load_photo, write_atomic
 
 from .conftest import PHOTOS, need_shared
 
@@ -121,6 +121,25 @@ def test_bad_inputs_are_reported_and_others_continue(tmp_path, protector, case):
     with pytest.raises(ImageError, match="bad.png"):
         protect_folder(src, tmp_path / "ff", protector, ProtectOptions(group_by="none", max_pixels=max_pixels, fail_fast=True,
                                                                         overwrite=True))
+
+
+def test_write_atomic_keeps_the_old_file_whole_when_a_write_fails(tmp_path):
+    """Reports and plots go through the same atomic write as photos: a full disk or a folder in the way
+    gives one message naming the file and leaves the earlier file untouched and no temporary file behind."""
+    dest = tmp_path / "r.json"
+    write_atomic(dest, lambda fh: fh.write(b"old"), option="--report")
+
+    def fill_disk(fh):
+        fh.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(ImageError, match=r"r\.json.*disk full"):
+        write_atomic(dest, fill_disk, option="--report")
+    assert dest.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+    (tmp_path / "d").mkdir()
+    with pytest.raises(ImageError, match="folder of that name is in the way.*--report"):
+        write_atomic(tmp_path / "d", lambda fh: fh.write(b"x"), option="--report")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "r.json"]
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="simulating a full disk needs /proc (Linux)")

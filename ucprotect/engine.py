@@ -276,9 +276,8 @@ class ProtectResult:
 
     def write_report(self, path: Path) -> None:
         data = {"summary": self.summary(), "images": [asdict(r) for r in self.rows]}
-        tmp = Path(path).with_name(f".{Path(path).name}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, allow_nan=False, default=_json_default))
-        tmp.replace(path)
+        text = json.dumps(data, indent=1, allow_nan=False, default=_json_default)
+        imageio.write_atomic(Path(path), lambda fh: fh.write(text.encode()), option="--report")
 
 
 def _json_default(o):

@@ -15,6 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
@@ -326,6 +327,15 @@ def save_photo(
     elif fmt == "BMP":
         if img.mode in ("CMYK", "I;16"):
             raise _err(dest, f"{img.mode} images cannot be stored as BMP: use --format png")
+    return write_atomic(dest, lambda fh: img.save(fh, format=fmt, **kwargs),
+                        rerun=" (finished files are kept and skipped)", option="--out")
+
+
+def write_atomic(dest: Path, write: Callable[[BinaryIO], object], rerun: str = "", option: str = "") -> Path:
+    """Write ``dest`` through a temporary file in its folder, renamed into place once complete, so that an
+    interruption or a full disk never leaves a half-written file (for photos, reports, plots alike). OS errors
+    become one :class:`ImageError` naming ``dest`` and what to do; ``option`` names the flag that chose the
+    place, ``rerun`` what a re-run keeps."""
     dest = Path(dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -336,7 +346,7 @@ def save_photo(
                          "is a writable folder (not a file) and the disk is not full") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            img.save(fh, format=fmt, **kwargs)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
@@ -346,9 +356,11 @@ def save_photo(
         except OSError:
             pass
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise _err(dest, "disk full: free some space and re-run (finished files are kept and skipped)") from None
+            raise _err(dest, f"disk full: free some space and re-run{rerun}") from None
         if isinstance(e, PermissionError):
-            raise _err(dest, "permission denied writing the output: choose a writable --out folder") from None
+            raise _err(dest, f"permission denied writing the output: choose a writable {option or 'place'}") from None
+        if isinstance(e, IsADirectoryError):
+            raise _err(dest, f"a folder of that name is in the way: choose a file name{' for ' + option if option else ''}") from None
         if isinstance(e, OSError):
             raise _err(dest, f"cannot write the output ({e.strerror or e})") from None
         raise

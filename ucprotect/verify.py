@@ -496,10 +496,13 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
 
 
 def write_report_files(report: VerifyReport, samples: dict, json_path: Path | None, png_path: Path | None) -> None:
+    """The JSON report and the PNG of curves and samples, each written whole or not at all."""
     if json_path:
-        Path(json_path).write_text(json.dumps(report.to_json(), indent=1))
+        text = json.dumps(report.to_json(), indent=1)
+        imageio.write_atomic(Path(json_path), lambda fh: fh.write(text.encode()), option="--report")
     if png_path:
-        plot_report(report, samples).save(png_path)
+        plot = plot_report(report, samples)
+        imageio.write_atomic(Path(png_path), lambda fh: plot.save(fh, format="PNG"), option="--plot")
 
 
 _COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127)]

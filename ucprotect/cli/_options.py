@@ -1,10 +1,13 @@
 """Option types shared by several commands, so their signatures read like documentation."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
+from ..errors import ConfigError
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or mps.")]
 EpsilonOpt = Annotated[float, typer.Option("--epsilon", help="L-inf budget in 0-255 pixel units (protected 8-bit images change by whole steps: 4.5 acts as 4).")]
@@ -12,3 +15,18 @@ WeightsOpt = Annotated[Optional[Path], typer.Option("--weights", help="Generator
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per model batch.")]
 ReportOpt = Annotated[Optional[Path], typer.Option("--report", help="Write a JSON report to this file.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+
+
+def check_output_file(path: Optional[Path], option: str) -> None:
+    """Refuse, before any work, a file option (``--report``, ``--plot``) that could not be written at the end:
+    a folder in its place or a folder that cannot be made or written. A missing folder is made, as ``--out`` is."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {path / ('report.json' if option == '--report' else 'plot.png')}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{option} {path}: cannot make its folder ({e.strerror or e}); choose a writable place") from None
+    if not os.access(path.parent, os.W_OK):
+        raise ConfigError(f"{option} {path}: {path.parent} is not writable; choose a writable place")

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from ..imageio import DEFAULT_MAX_PIXELS
 from ._errors import exit_code_for, handle_errors
-from ._options import BatchOpt, DeviceOpt, EpsilonOpt, ReportOpt, WeightsOpt
+from ._options import BatchOpt, DeviceOpt, EpsilonOpt, ReportOpt, WeightsOpt, check_output_file
 
 EPILOG = """Examples:\n\n
   ucprotect protect ./photos --out ./safe\n\n
@@ -49,6 +49,7 @@ def protect(
     """Protect photos: add the generator's imperceptible perturbation at native resolution."""
     from ..engine import ImageRow, ProtectOptions, Protector, default_workers, parse_shard, protect_folder  # torch: at run time, not for --help
     console = Console(stderr=True)
+    check_output_file(report, "--report")  # now, not after the run
     options = ProtectOptions(format=format, quality=quality, metadata=metadata, overwrite=overwrite, dry_run=dry_run,
                              shard=parse_shard(shard) if shard else None, group_by=group_by, clusters=clusters,
                              super_groups=super_groups, key_candidates=key_candidates,

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._errors import handle_errors
-from ._options import DeviceOpt, EpsilonOpt, ReportOpt, SeedOpt, WeightsOpt
+from ._options import DeviceOpt, EpsilonOpt, ReportOpt, SeedOpt, WeightsOpt, check_output_file
 
 if TYPE_CHECKING:
     from ..engine import Protector
@@ -79,6 +79,8 @@ def verify(
     from ..engine import Protector, resolve_device  # torch: at run time, not for --help
     from ..verify import PRESETS, CleanCache, parse_defenses, verify_dataset, write_report_files
     console = Console(stderr=True)
+    check_output_file(report, "--report")  # now, not after an hour of training
+    check_output_file(plot, "--plot")
     recipe = PRESETS["paper" if paper else "quick" if quick else "standard"]
     overrides = dict(victim=victim, image_size=image_size, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, bf16=bf16)
     recipe = replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
