@@ -102,6 +102,8 @@ def test_report_and_plot_paths_are_checked_before_any_work(tmp_path, weights_fil
         r = runner.invoke(app, ["verify", str(tmp_path / "in"), "--weights", str(weights_file), "--device", "cpu", "--quick",
                                 option, str(tmp_path / "taken")])
         assert r.exit_code == 1 and option in r.output and "is a folder" in r.output and "epoch" not in r.output
+    r = runner.invoke(app, ["train", str(tmp_path / "in"), "--out", str(tmp_path / "run"), "--export", str(tmp_path / "taken")])
+    assert r.exit_code == 1 and "--export" in r.output and "is a folder" in r.output and not (tmp_path / "run").exists()
 
 
 def test_no_gpu_message(tmp_path, weights_file):

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from ucprotect import ProtectOptions, protect_folder
-from ucprotect.errors import ConfigError, ImageError
+from ucprotect.errors import ConfigError, ImageError, OutputError
 from ucprotect.imageio import TEMP_MARKER, load_photo, write_atomic
 
 from .conftest import PHOTOS, need_shared
@@ -133,11 +133,11 @@ def test_write_atomic_keeps_the_old_file_whole_when_a_write_fails(tmp_path):
         fh.write(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    with pytest.raises(ImageError, match=r"r\.json.*disk full"):
+    with pytest.raises(OutputError, match=r"r\.json.*disk full"):
         write_atomic(dest, fill_disk, option="--report")
     assert dest.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
     (tmp_path / "d").mkdir()
-    with pytest.raises(ImageError, match="folder of that name is in the way.*--report"):
+    with pytest.raises(OutputError, match="folder of that name is in the way.*--report"):
         write_atomic(tmp_path / "d", lambda fh: fh.write(b"x"), option="--report")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "r.json"]
 

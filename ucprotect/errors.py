@@ -9,6 +9,10 @@ class ImageError(UcprotectError):
     """An input image cannot be read, decoded or written."""
 
 
+class OutputError(UcprotectError):
+    """A report, plot or weights file cannot be written (disk full, no permission, a folder in the way)."""
+
+
 class WeightsError(UcprotectError):
     """A weights file is missing, corrupt or incompatible with this version."""
 

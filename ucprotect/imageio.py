@@ -20,6 +20,8 @@ from typing import BinaryIO, Callable
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from .errors import ImageError, OutputError, UcprotectError
+
 # Formats we read and write. Pillow reads more; these are the still-image formats we round-trip.
 FORMAT_EXTENSIONS = {
     "JPEG": (".jpg", ".jpeg", ".jpe", ".jfif"),
@@ -328,22 +330,28 @@ def save_photo(
         if img.mode in ("CMYK", "I;16"):
             raise _err(dest, f"{img.mode} images cannot be stored as BMP: use --format png")
     return write_atomic(dest, lambda fh: img.save(fh, format=fmt, **kwargs),
-                        rerun=" (finished files are kept and skipped)", option="--out")
+                        rerun=" (finished files are kept and skipped)", option="--out", error=ImageError)
 
 
-def write_atomic(dest: Path, write: Callable[[BinaryIO], object], rerun: str = "", option: str = "") -> Path:
+def write_atomic(dest: Path, write: Callable[[BinaryIO], object], rerun: str = "", option: str = "",
+                 error: type[UcprotectError] | None = None) -> Path:
     """Write ``dest`` through a temporary file in its folder, renamed into place once complete, so that an
-    interruption or a full disk never leaves a half-written file (for photos, reports, plots alike). OS errors
-    become one :class:`ImageError` naming ``dest`` and what to do; ``option`` names the flag that chose the
-    place, ``rerun`` what a re-run keeps."""
-    dest = Path(dest)
+    interruption or a full disk never leaves a half-written file (photos, reports, plots, weights alike). OS errors
+    become one ``error`` (:class:`ImageError` for photos, :class:`OutputError` otherwise) naming ``dest`` and what to
+    do; ``option`` names the flag that chose the place, ``rerun`` what a re-run keeps."""
+    dest, error = Path(dest), error or OutputError
+    for_option = f" for {option}" if option else ""
+
+    def fail(reason: str) -> UcprotectError:
+        return error(f"{dest}: {reason}")
+
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=TEMP_MARKER, dir=dest.parent)
         set_default_permissions(tmp)  # mkstemp makes owner-only files; outputs get normal permissions
     except OSError as e:
-        raise _err(dest, f"cannot create the output there ({e.strerror or e}); check that {dest.parent} "
-                         "is a writable folder (not a file) and the disk is not full") from None
+        raise fail(f"cannot create the output there ({e.strerror or e}); check that {dest.parent} "
+                   "is a writable folder (not a file) and the disk is not full") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -356,13 +364,13 @@ def write_atomic(dest: Path, write: Callable[[BinaryIO], object], rerun: str = "
         except OSError:
             pass
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:
-            raise _err(dest, f"disk full: free some space and re-run{rerun}") from None
+            raise fail(f"disk full: free some space and re-run{rerun}") from None
         if isinstance(e, PermissionError):
-            raise _err(dest, f"permission denied writing the output: choose a writable {option or 'place'}") from None
+            raise fail(f"permission denied writing the output: choose a writable place{for_option}") from None
         if isinstance(e, IsADirectoryError):
-            raise _err(dest, f"a folder of that name is in the way: choose a file name{' for ' + option if option else ''}") from None
+            raise fail(f"a folder of that name is in the way: move it, or choose another name{for_option}") from None
         if isinstance(e, OSError):
-            raise _err(dest, f"cannot write the output ({e.strerror or e})") from None
+            raise fail(f"cannot write the output ({e.strerror or e})") from None
         raise
     return dest
 
@@ -409,7 +417,5 @@ def remove_stale_temp_files(root: Path, min_age_s: float = 3600.0) -> int:
     return count
 
 
-def _err(path: Path, reason: str):
-    from .errors import ImageError
-
+def _err(path: Path, reason: str) -> ImageError:
     return ImageError(f"{path}: {reason}")

@@ -15,7 +15,7 @@ import torch
 
 from .errors import WeightsError
 from .generator import GeneratorConfig, create_generator
-from .imageio import set_default_permissions
+from .imageio import write_atomic
 
 FORMAT = "ucprotect-generator"
 FORMAT_VERSION = 1
@@ -128,13 +128,8 @@ def save_weights(path: Path, generator, backbone: str, backbone_tensors: dict[st
     meta = {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in (metadata or {}).items()}
     meta.update(format=FORMAT, format_version=str(FORMAT_VERSION), generator_config=json.dumps(generator.config.to_dict()),
                 backbone=backbone, concept_names=json.dumps(list(concept_names)))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(_sorted_metadata(save(tensors, metadata=meta)))
-    set_default_permissions(tmp)
-    tmp.replace(path)
-    return path
+    data = _sorted_metadata(save(tensors, metadata=meta))
+    return write_atomic(Path(path), lambda fh: fh.write(data), option="--export")
 
 
 def _sorted_metadata(raw: bytes) -> bytes:

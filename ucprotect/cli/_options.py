@@ -17,13 +17,16 @@ ReportOpt = Annotated[Optional[Path], typer.Option("--report", help="Write a JSO
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 
 
+_EXAMPLE_NAMES = {"--report": "report.json", "--plot": "plot.png", "--export": "weights.safetensors"}
+
+
 def check_output_file(path: Optional[Path], option: str) -> None:
-    """Refuse, before any work, a file option (``--report``, ``--plot``) that could not be written at the end:
+    """Refuse, before any work, a file option (``--report``, ``--plot``, ``--export``) that could not be written at the end:
     a folder in its place or a folder that cannot be made or written. A missing folder is made, as ``--out`` is."""
     if path is None:
         return
     if path.is_dir():
-        raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {path / ('report.json' if option == '--report' else 'plot.png')}")
+        raise ConfigError(f"{option} {path} is a folder; give a file name, e.g. {path / _EXAMPLE_NAMES.get(option, 'out')}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ._errors import handle_errors
-from ._options import BatchOpt, DeviceOpt, EpsilonOpt, SeedOpt
+from ._options import BatchOpt, DeviceOpt, EpsilonOpt, SeedOpt, check_output_file
 
 EPILOG = """Examples:\n\n
   ucprotect train ../shared/data/train --out runs/v2 --export weights/mine.safetensors\n\n
@@ -42,6 +42,7 @@ def train(
     """Train the universal generator; --export writes the weights file that 'protect' loads."""
     from ..training import TrainConfig, Trainer  # torch: at run time, not for --help
     console = Console(stderr=True)
+    check_output_file(export, "--export")  # now, not after training
     config = TrainConfig(backbone=backbone, arch=arch, objective=objective, steps=steps, batch_size=batch_size, lr=lr,
                          epsilon=epsilon, image_size=image_size, coarse_groups=coarse_groups, min_cycles=min_cycles,
                          max_cycles=max_cycles, seed=seed,
