@@ -97,6 +97,15 @@ def test_out_inside_src_is_refused(photo_tree, protector):
         protect_folder(photo_tree, photo_tree / "safe", protector)
 
 
+@pytest.mark.parametrize("option, flag", [({"quality": 0}, "--quality"), ({"batch_size": 0}, "--batch-size"),
+                                          ({"max_pixels": 0}, "--max-pixels"), ({"clusters": 0, "group_by": "cluster"}, "--clusters")])
+def test_impossible_settings_are_refused_before_any_work(photo_tree, tmp_path, protector, option, flag):
+    """A setting that could only fail every photo (or crash mid-run on a GPU, as a zero batch did) is refused by name."""
+    with pytest.raises(ConfigError, match=flag):
+        protect_folder(photo_tree, tmp_path / "o", protector, ProtectOptions(**option))
+    assert not (tmp_path / "o").exists()
+
+
 def test_report_json(photo_tree, tmp_path, protector):
     result = protect_folder(photo_tree, tmp_path / "o", protector, ProtectOptions(group_by="none"))
     result.write_report(tmp_path / "r.json")

@@ -347,6 +347,10 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
         raise ConfigError(f"--quality {opts.quality}: must be 1..100")
     if opts.metadata not in imageio.METADATA_POLICIES:
         raise ConfigError(f"--metadata {opts.metadata}: choose {', '.join(imageio.METADATA_POLICIES)}")
+    for flag, value, lowest in (("--batch-size", opts.batch_size, 1), ("--max-pixels", opts.max_pixels, 1),
+                                ("--clusters", opts.clusters, 1)):
+        if value is not None and value < lowest:  # --clusters: None is the default, ~sqrt(n)
+            raise ConfigError(f"{flag} {value}: must be at least {lowest}")
     emit = on_event or (lambda *_: None)
     t0 = time.perf_counter()
     src, dst = check_paths(Path(src), Path(dst))
