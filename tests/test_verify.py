@@ -160,6 +160,49 @@ def test_protected_copies_deleted_unless_a_workdir_is_given(toy, monkeypatch, tm
     assert used[-1] == tmp_path / "keep" and len(list(used[-1].rglob("*.png"))) == 63
 
 
+def test_unreadable_images_are_skipped_and_named(toy, monkeypatch, tmp_path):
+    """A dataset with a few damaged files is still measured, without them, and the report names each one;
+    a class left with no readable image drops out."""
+    import shutil
+
+    from ucprotect import verify
+
+    data = tmp_path / "data"
+    shutil.copytree(toy / "data", data)
+    (data / "class0" / "0.png").write_bytes(b"")
+    (data / "class1" / "1.png").write_bytes((toy / "data" / "class1" / "1.png").read_bytes()[:200])
+    (data / "class3").mkdir()
+    (data / "class3" / "bad.png").write_text("not an image")
+    seen = []
+    monkeypatch.setattr(verify, "train_victim", lambda x, y, tx, ty, n, *a, **k: seen.append((len(x) + len(tx), n)) or [0.5])
+    report, _ = verify_dataset(data, RECIPE, protected_dir=toy / "stamped", test_fraction=0.3)
+    assert sorted(Path(m.split(":")[0]).name for m in report.skipped) == ["0.png", "1.png", "bad.png"]
+    assert seen[0] == (88, 3) and report.num_classes == 3
+    assert json.loads(json.dumps(report.to_json()))["skipped"] == report.skipped
+
+
+def test_impossible_recipes_are_refused_before_loading(toy):
+    from ucprotect.errors import ConfigError
+
+    for change, flag in (({"victim": "nope"}, "--victim"), ({"image_size": 8}, "--image-size"), ({"epochs": 0}, "--epochs"),
+                         ({"batch_size": 0}, "--batch-size"), ({"lr": 0.0}, "--lr")):
+        with pytest.raises(ConfigError, match=flag):
+            verify_dataset(toy / "nowhere", replace(RECIPE, **change), protected_dir=toy / "same")
+    with pytest.raises(ConfigError, match="--max-per-class"):
+        verify_dataset(toy / "data", RECIPE, protected_dir=toy / "same", max_per_class=1)
+
+
+def test_a_run_whose_clean_model_learns_nothing_says_so(toy, monkeypatch, tmp_path):
+    """Clean at chance: no score can be read; the verdict says why and the JSON stays valid (no NaN)."""
+    from ucprotect import verify
+
+    monkeypatch.setattr(verify, "train_victim", lambda *a, **k: [1 / 3])
+    report, samples = verify_dataset(toy / "data", RECIPE, protected_dir=toy / "same", test_fraction=0.3)
+    assert report.verdict().startswith("Cannot tell") and report.rows()[1]["score"] is None
+    write_report_files(report, samples, tmp_path / "r.json", None)
+    assert json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda c: pytest.fail(c))["runs"][1]["score"] is None
+
+
 def test_split_deterministic_and_stratified():
     labels = [0] * 10 + [1] * 20
     a = stratified_split(labels, 0.2, seed=1)

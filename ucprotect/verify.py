@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import tempfile
 import time
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from . import imageio
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, ImageError
 from .transforms import gaussian_blur, grayscale, random_resized_crop
 from .victims import create_victim
 
@@ -42,6 +43,19 @@ class Recipe:
     # bf16 autocast: None = on CUDA only; True also on the CPU, where oneDNN runs it on AMX units (Xeon
     # Sapphire Rapids and later: a 64 px ResNet-18 step ~4x faster than fp32) but slowly on CPUs without them
     bf16: bool | None = None
+
+    def check(self) -> None:
+        """Refuse settings no training run can use, before any image is loaded."""
+        from .victims import list_victims
+
+        if self.victim not in list_victims():
+            raise ConfigError(f"--victim {self.victim}: unknown; choose {', '.join(list_victims())}")
+        for flag, value, lowest in (("--image-size", self.image_size, 16), ("--epochs", self.epochs, 1),
+                                    ("--batch-size", self.batch_size, 1)):
+            if value < lowest:
+                raise ConfigError(f"{flag} {value}: must be at least {lowest}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr {self.lr}: must be above 0")
 
 
 PRESETS = {
@@ -128,6 +142,20 @@ def cluster_labels(class_names: list[str], n: int, text_encoder, seed: int = 0) 
 def load_tensor(paths: list[Path], size: int) -> torch.Tensor:
     """uint8 N x 3 x size x size: short side resized to ``size``, centre crop (thumbnail decoder)."""
     return torch.from_numpy(np.stack([imageio.load_square(p, size) for p in paths])).permute(0, 3, 1, 2).contiguous()
+
+
+def load_readable(paths: list[Path], size: int) -> tuple[torch.Tensor, list[int], list[str]]:
+    """As :func:`load_tensor`, skipping files that cannot be decoded: the tensor of the readable ones, their
+    indices in ``paths``, and one message per skipped file (a dataset with a few bad files still gets measured)."""
+    squares, ok, skipped = [], [], []
+    for i, p in enumerate(paths):
+        try:
+            squares.append(imageio.load_square(p, size))
+            ok.append(i)
+        except ImageError as e:
+            skipped.append(str(e))
+    x = torch.from_numpy(np.stack(squares)).permute(0, 3, 1, 2).contiguous() if squares else torch.empty(0, 3, size, size, dtype=torch.uint8)
+    return x, ok, skipped
 
 
 # ---------------------------------------------------------------------------------------------- defences
@@ -331,6 +359,7 @@ class VerifyReport:
     train_images: int
     test_images: int
     runs: list[RunResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # unreadable images left out, one message each
     seconds: float = 0.0
 
     def run(self, name: str) -> RunResult:
@@ -342,9 +371,13 @@ class VerifyReport:
         denom = clean - self.chance
         return float("nan") if denom <= 0 else (clean - self.run(name).peak) / denom
 
+    def _json_score(self, name: str) -> float | None:
+        """The score for tables and JSON: None for the clean run and where none can be read (NaN is not JSON)."""
+        score = None if name == "clean" else self.score(name)
+        return None if score is None or math.isnan(score) else score
+
     def rows(self) -> list[dict]:
-        return [{"run": r.name, "final": r.final, "peak": r.peak,
-                 "score": None if r.name == "clean" else self.score(r.name)} for r in self.runs]
+        return [{"run": r.name, "final": r.final, "peak": r.peak, "score": self._json_score(r.name)} for r in self.runs]
 
     def bottom_line(self) -> tuple[str, float]:
         """The protected run (any defence) where the thief does best, and its score."""
@@ -354,6 +387,9 @@ class VerifyReport:
 
     def verdict(self) -> str:
         name, s = self.bottom_line()
+        if math.isnan(s):  # nothing to compare against: no score can be read from this run
+            return (f"Cannot tell: the model trained on the originals did not beat chance (peak {self.run('clean').peak:.3f}, "
+                    f"chance {self.chance:.3f}); give the victim more images or epochs.")
         if s >= 0.7:
             level = "strong: a model trained on the protected copies learns little"
         elif s >= 0.4:
@@ -367,7 +403,7 @@ class VerifyReport:
     def to_json(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "runs"}
         d["runs"] = [{"name": r.name, "accuracy": r.accuracy, "final": r.final, "peak": r.peak,
-                      "score": None if r.name == "clean" else self.score(r.name)} for r in self.runs]
+                      "score": self._json_score(r.name)} for r in self.runs]
         d["verdict"] = self.verdict()
         return d
 
@@ -435,7 +471,19 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
     clean run): a defence costs the thief accuracy by itself (a grey or blurred copy teaches less), and the gap
     between "clean+D" and "protected+D" is what the protection adds against that defence."""
     t0 = time.perf_counter()
+    recipe.check()
+    if max_per_class is not None and max_per_class < 2:
+        raise ConfigError(f"--max-per-class {max_per_class}: must be at least 2 (one to train on, one to test)")
     ds = load_class_folders(data_dir, max_per_class, recipe.seed)
+    size = recipe.image_size
+    images, readable, skipped = load_readable(ds.paths, size)
+    if skipped:  # leave the unreadable files out (and a class left with none); the split is drawn over the rest
+        kept = sorted({ds.labels[i] for i in readable})
+        if len(kept) < 2:
+            raise DataError(f"{data_dir}: fewer than 2 classes have readable images; first unreadable: {skipped[0]}")
+        new_label = {c: k for k, c in enumerate(kept)}
+        ds = Dataset([ds.paths[i] for i in readable], [new_label[ds.labels[i]] for i in readable],
+                     [ds.class_names[c] for c in kept], ds.root)
     if labels == "folders":
         y_all, n_classes = ds.labels, len(ds.class_names)
     elif labels.startswith("clusters:"):
@@ -450,9 +498,8 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
         raise ConfigError(f"--labels {labels}: use folders or clusters:N")
     train_idx, test_idx = stratified_split(ds.labels, test_fraction, recipe.seed)
     train_paths = [ds.paths[i] for i in train_idx]
-    size = recipe.image_size
-    train_clean = load_tensor(train_paths, size)
-    test_x = load_tensor([ds.paths[i] for i in test_idx], size)
+    train_clean, test_x = images[train_idx], images[test_idx]
+    del images
     y = torch.tensor(y_all)
     train_y, test_y = y[train_idx], y[test_idx]
     if protected_dir is not None:
@@ -471,14 +518,14 @@ def verify_dataset(data_dir: Path, recipe: Recipe, protect_fn: Callable[[list[Pa
     counts = torch.bincount(test_y, minlength=n_classes).float()
     report = VerifyReport(dataset=str(data_dir), labels=labels, num_classes=n_classes,
                           chance=float(counts.max() / counts.sum()), recipe=asdict(recipe),
-                          train_images=len(train_idx), test_images=len(test_idx))
+                          train_images=len(train_idx), test_images=len(test_idx), skipped=skipped)
     plan = [("clean", train_clean, "none")]
     plan += [(f"clean+{d}", apply_defense(d, train_clean), d) for d in (defenses or []) if defended_baselines]
     plan += [("protected", train_prot, "none")]
     plan += [(f"protected+{d}", apply_defense(d, train_prot), d) for d in (defenses or [])]
     # the resolved path: the same folder named relatively or absolutely is the same clean run
-    clean_key = json.dumps([str(Path(data_dir).resolve()), labels, test_fraction, max_per_class, asdict(recipe)],
-                           sort_keys=True)
+    clean_key = json.dumps([str(Path(data_dir).resolve()), labels, test_fraction, max_per_class, asdict(recipe)]
+                           + ([sorted(skipped)] if skipped else []), sort_keys=True)  # other files skipped: other data
     cache_keys = {"clean": clean_key} | {f"clean+{d}": json.dumps([clean_key, d]) for d in (defenses or [])}
     if protected_id is not None:
         cache_keys["protected"] = json.dumps([clean_key, protected_id])

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ._errors import handle_errors
@@ -78,7 +79,7 @@ def verify(
     """Train a victim on clean and on protected copies; report accuracy on clean test images."""
     from ..engine import Protector, resolve_device  # torch: at run time, not for --help
     from ..verify import PRESETS, CleanCache, parse_defenses, verify_dataset, write_report_files
-    console = Console(stderr=True)
+    console = Console(stderr=True, emoji=False)
     check_output_file(report, "--report")  # now, not after an hour of training
     check_output_file(plot, "--plot")
     recipe = PRESETS["paper" if paper else "quick" if quick else "standard"]
@@ -95,7 +96,7 @@ def verify(
         cache = CleanCache(clean_cache, resolve_device(device))
         if cache.stale:
             console.print(f"{clean_cache}: its clean runs were measured under {cache.stale}, not {cache.environment}; "
-                          f"training the clean run again (the file then holds this one instead)", highlight=False)
+                          f"training the clean run again (the file then holds this one instead)", highlight=False, markup=False)
 
     def on_progress(name: str, epoch: int, acc: float) -> None:
         console.print(f"{name:24} epoch {epoch:3}/{recipe.epochs}  clean-test acc {acc:.3f}", highlight=False)
@@ -104,13 +105,16 @@ def verify(
                                      defenses=parse_defenses(defense), test_fraction=test_fraction,
                                      max_per_class=max_per_class, on_progress=on_progress, device=resolve_device(device),
                                      clean_cache=cache, defended_baselines=defended_baselines)
-    table = Table(title=f"ucprotect verify: {data_dir} ({labels}, {result.num_classes} classes, "
+    for reason in result.skipped:
+        console.print(f"skipped {reason}", highlight=False, markup=False, emoji=False)
+    table = Table(title=f"ucprotect verify: {escape(str(data_dir))} ({labels}, {result.num_classes} classes, "
                         f"victim {recipe.victim} {recipe.image_size}px {recipe.epochs} ep)")
     for col in ("run", "final acc", "peak acc", "chance", "score"):
         table.add_column(col)
     for row in result.rows():
-        score = "" if row["score"] is None else f"{row['score']:.2f}"
+        score = ("" if row["run"] == "clean" else "–") if row["score"] is None else f"{row['score']:.2f}"
         table.add_row(row["run"], f"{row['final']:.3f}", f"{row['peak']:.3f}", f"{result.chance:.3f}", score)
-    Console().print(table)
-    Console().print(result.verdict())
+    out = Console(emoji=False)
+    out.print(table)
+    out.print(result.verdict(), markup=False)
     write_report_files(result, samples, report, plot)
