@@ -106,6 +106,18 @@ def test_report_and_plot_paths_are_checked_before_any_work(tmp_path, weights_fil
     assert r.exit_code == 1 and "--export" in r.output and "is a folder" in r.output and not (tmp_path / "run").exists()
 
 
+def test_file_names_print_as_they_are(tmp_path, weights_file):
+    """Rich reads [style] markup and :emoji: codes in what it prints; names of files and folders must not be."""
+    _img(tmp_path / "in" / "x[red]y" / "a.png")
+    bad = tmp_path / "in" / "x[red]y" / "e[bold]:thumbs_up:.jpg"
+    bad.write_bytes(b"")
+    args = ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--weights", str(weights_file), "--device", "cpu"]
+    r = runner.invoke(app, args, env={"COLUMNS": "500"})
+    assert r.exit_code == 1 and f"failed {bad}: the file is empty" in r.output, r.output
+    r = runner.invoke(app, ["protect", str(bad) + "x", "--out", str(tmp_path / "o2")], env={"COLUMNS": "500"})
+    assert r.exit_code == 1 and f"error: {bad}x: no such file" in r.output, r.output
+
+
 def test_no_gpu_message(tmp_path, weights_file):
     import torch
 

@@ -5,10 +5,11 @@ import functools
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import UcprotectError
 
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, emoji=False)  # file names like a:b:.jpg stay as they are
 DEBUG = {"on": False}
 
 
@@ -20,7 +21,7 @@ def handle_errors(fn):
         except UcprotectError as e:
             if DEBUG["on"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             raise SystemExit(1)
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]: finished files are kept; re-run the same command to resume.")

@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -48,7 +49,7 @@ def protect(
 ):
     """Protect photos: add the generator's imperceptible perturbation at native resolution."""
     from ..engine import ImageRow, ProtectOptions, Protector, default_workers, parse_shard, protect_folder  # torch: at run time, not for --help
-    console = Console(stderr=True)
+    console = Console(stderr=True, emoji=False)
     check_output_file(report, "--report")  # now, not after the run
     options = ProtectOptions(format=format, quality=quality, metadata=metadata, overwrite=overwrite, dry_run=dry_run,
                              shard=parse_shard(shard) if shard else None, group_by=group_by, clusters=clusters,
@@ -76,7 +77,7 @@ def protect(
                 elapsed = task.elapsed or 1e-9
                 progress.update(tasks["protect"], advance=1, rate=f"{(task.completed + 1) / elapsed:.2f} img/s")
                 if row.status == "failed":
-                    progress.console.print(f"[red]failed[/] {row.reason}", highlight=False)
+                    progress.console.print(f"[red]failed[/] {escape(row.reason)}", highlight=False)
 
         if protector is None:
             result = protect_folder(src, out, _DryRunProtector(), options, on_event)
@@ -85,7 +86,7 @@ def protect(
     _print_summary(console, result, dry_run)
     if report:
         result.write_report(report)
-        console.print(f"report: {report}")
+        console.print(f"report: {report}", markup=False)
     exit_code_for(result.failed)
 
 
@@ -96,14 +97,14 @@ class _DryRunProtector:
 def _print_summary(console: Console, result, dry_run: bool) -> None:
     if dry_run:
         for r in result.rows:
-            console.print(f"{r.status:8} {r.input} -> {r.output}" + (f"  ({r.reason})" if r.reason else ""), highlight=False)
+            console.print(f"{r.status:8} {r.input} -> {r.output}" + (f"  ({r.reason})" if r.reason else ""), highlight=False, markup=False)
     s = result.summary()
     table = Table(title="ucprotect protect", show_header=False)
     for key in ("done", "skipped", "failed") + (("planned",) if dry_run else ()):
         table.add_row(key, str(s[key]))
     table.add_row("grouping", s["group_by"])
     if s["keys_file"]:
-        table.add_row("patterns", f"{s['groups_recorded']} from the keys file, {s['groups_new']} new ({s['keys_file']})")
+        table.add_row("patterns", f"{s['groups_recorded']} from the keys file, {s['groups_new']} new ({escape(str(s['keys_file']))})")
     if s["mean_psnr"] is not None:
         table.add_row("PSNR mean / worst", f"{s['mean_psnr']:.2f} / {s['worst_psnr']:.2f} dB")
         table.add_row("SSIM mean / worst", f"{s['mean_ssim']:.4f} / {s['worst_ssim']:.4f}")

@@ -41,7 +41,7 @@ def train(
 ):
     """Train the universal generator; --export writes the weights file that 'protect' loads."""
     from ..training import TrainConfig, Trainer  # torch: at run time, not for --help
-    console = Console(stderr=True)
+    console = Console(stderr=True, emoji=False)
     check_output_file(export, "--export")  # now, not after training
     config = TrainConfig(backbone=backbone, arch=arch, objective=objective, steps=steps, batch_size=batch_size, lr=lr,
                          epsilon=epsilon, image_size=image_size, coarse_groups=coarse_groups, min_cycles=min_cycles,
@@ -54,7 +54,7 @@ def train(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
         n = trainer.prepare_data()
-        progress.console.print(f"{n} training images from {data_dir}")
+        progress.console.print(f"{n} training images from {data_dir}", markup=False)
         task = progress.add_task("training", total=config.steps, completed=trainer.step, info="")
 
         def on_step(row: dict) -> None:
@@ -62,7 +62,7 @@ def train(
             progress.update(task, completed=row["step"], info=info)
 
         trainer.run(on_step)
-    console.print(f"checkpoint: {trainer.checkpoint_path()}")
+    console.print(f"checkpoint: {trainer.checkpoint_path()}", markup=False)
     if export:
         trainer.export(export)
-        console.print(f"weights: {export}")
+        console.print(f"weights: {export}", markup=False)
