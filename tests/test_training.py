@@ -79,6 +79,21 @@ def test_empty_data_folder(tmp_path):
         load_training_images(tmp_path / "nope", 32, None, 0)
 
 
+@pytest.mark.parametrize("change, flag", [({"image_size": 0}, "--image-size"), ({"lr": 0.0}, "--lr"),
+                                          ({"batch_size": 0}, "--batch-size"), ({"max_images": 0}, "--max-images"),
+                                          ({"epsilon": 0.0}, "--epsilon"), ({"min_cycles": 10, "max_cycles": 5}, "--min-cycles")])
+def test_impossible_settings_are_refused_before_the_models_are_built(tmp_path, change, flag):
+    """--image-size 0 raised ZeroDivisionError and --lr 0 trained nothing for the whole run."""
+    with pytest.raises(ConfigError, match=flag):
+        Trainer(tmp_path / "data", tmp_path / "run", TrainConfig(**change))
+
+
+def test_resume_without_a_checkpoint_says_so(trainer_factory, tmp_path):
+    tr = trainer_factory(out=tmp_path / "fresh")
+    with pytest.raises(ConfigError, match="no checkpoint to resume from"):
+        tr.load_checkpoint(tr.checkpoint_path())
+
+
 def test_unknown_objective_lists_valid():
     from ucprotect.objectives import create_objective
 

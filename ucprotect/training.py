@@ -60,6 +60,21 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check(self) -> None:
+        """Refuse settings no run can use, before the models are built."""
+        for flag, value, lowest in (("--steps", self.steps, 0), ("--batch-size", self.batch_size, 1),
+                                    ("--image-size", self.image_size, 16), ("--coarse-groups", self.coarse_groups, 1),
+                                    ("--checkpoint-every", self.checkpoint_every, 0),
+                                    ("--max-images", self.max_images if self.max_images is not None else 1, 1)):
+            if value < lowest:
+                raise ConfigError(f"{flag} {value}: must be at least {lowest}")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr {self.lr}: must be above 0")
+        if not 0 < self.epsilon <= 64:
+            raise ConfigError(f"--epsilon {self.epsilon}: must be in (0, 64] (pixel units of 0-255)")
+        if not 0 < self.min_cycles <= self.max_cycles:
+            raise ConfigError(f"--min-cycles {self.min_cycles:g} / --max-cycles {self.max_cycles:g}: need 0 < min <= max")
+
     def identity(self) -> dict:
         """The settings a resumed run must share with the checkpoint (not steps/checkpointing)."""
         d = self.to_dict()
@@ -146,6 +161,7 @@ class Trainer:
                  concept_names: list[str] | None = None, log: Callable[[str], None] | None = None):
         from .engine import resolve_device
 
+        config.check()
         self.config = config
         self.data_dir = Path(data_dir)
         self.out_dir = Path(out_dir)
@@ -251,6 +267,9 @@ class Trainer:
 
     def load_checkpoint(self, path: Path) -> None:
         path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"{path}: no checkpoint to resume from; run without --resume to start, or pass the --out "
+                              "folder of the run to continue")
         try:
             state = torch.load(path, map_location=self.device, weights_only=False)
             known = {k: v for k, v in state["config"].items() if k in {f.name for f in fields(TrainConfig)}}
