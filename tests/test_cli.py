@@ -118,6 +118,21 @@ def test_file_names_print_as_they_are(tmp_path, weights_file):
     assert r.exit_code == 1 and f"error: {bad}x: no such file" in r.output, r.output
 
 
+def test_photos_in_formats_not_read_are_counted_and_warned_about(tmp_path, weights_file):
+    """An iPhone's HEIC or a camera's raw file is not read; the run must say so, not pass it over quietly
+    (a user could publish it believing it protected). Other files are counted, without a warning."""
+    _img(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (tmp_path / "in" / "notes.txt").write_text("hello")
+    report = tmp_path / "r.json"
+    r = runner.invoke(app, ["protect", str(tmp_path / "in"), "--out", str(tmp_path / "o"), "--weights", str(weights_file),
+                            "--device", "cpu", "--report", str(report)], env={"COLUMNS": "500"})
+    assert r.exit_code == 0, r.output
+    assert "2 not read, left as they are (.heic 1, .txt 1)" in r.output
+    assert "warning: 1 photos were NOT protected (.heic 1)" in r.output
+    assert json.loads(report.read_text())["summary"]["left_out"] == {".heic": 1, ".txt": 1}
+
+
 def test_no_gpu_message(tmp_path, weights_file):
     import torch
 

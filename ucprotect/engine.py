@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -249,6 +250,13 @@ class ProtectResult:
     keys_file: str = ""  # the keys file used, if any
     groups_recorded: int = 0  # groups whose key came from the keys file
     groups_new: int = 0  # groups given a key by this run
+    left_out: dict[str, int] = field(default_factory=dict)  # files under SRC not in a format we read, by extension
+
+    @property
+    def photos_left_out(self) -> dict[str, int]:
+        """The left-out files whose extension says photo (HEIC, GIF, camera raw...): not protected, though a user
+        may think they were."""
+        return {ext: n for ext, n in self.left_out.items() if ext in imageio.UNSUPPORTED_PHOTO_EXTENSIONS}
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.rows)
@@ -272,7 +280,7 @@ class ProtectResult:
         return {"done": self.count("done"), "skipped": self.count("skipped"), "failed": self.failed,
                 "planned": self.count("planned"), "seconds": round(self.seconds, 3), "group_by": self.group_by,
                 "keys_file": self.keys_file, "groups_recorded": self.groups_recorded, "groups_new": self.groups_new,
-                "interrupted": self.interrupted, **self.quality()}
+                "interrupted": self.interrupted, "left_out": dict(self.left_out), **self.quality()}
 
     def write_report(self, path: Path) -> None:
         data = {"summary": self.summary(), "images": [asdict(r) for r in self.rows]}
@@ -355,7 +363,7 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     t0 = time.perf_counter()
     src, dst = check_paths(Path(src), Path(dst))
     root = src if src.is_dir() else src.parent
-    images, _others = imageio.find_images(src)
+    images, others = imageio.find_images(src)
     rel = [p.relative_to(root) for p in images]
     mode = resolve_mode(opts.group_by, rel)
     if opts.shard and mode == "cluster":
@@ -371,7 +379,8 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     shard_key = (lambda r: r.parent.as_posix()) if mode == "folder" else (lambda r: r.as_posix())
     chosen = [(p, r) for p, r in zip(images, rel) if opts.keys_only or in_shard(shard_key(r), opts.shard)]
     rows = [ImageRow(input=str(p), output=str(output_path(root, dst, p, opts.format))) for p, _ in chosen]
-    result = ProtectResult(rows=rows, group_by=mode)
+    result = ProtectResult(rows=rows, group_by=mode,
+                           left_out=dict(sorted(Counter(p.suffix.lower() or "(none)" for p in others).items())))
     emit("total", len(rows))
     if not opts.dry_run:
         try:

@@ -31,6 +31,11 @@ FORMAT_EXTENSIONS = {
     "BMP": (".bmp",),
 }
 IMAGE_EXTENSIONS = {ext for exts in FORMAT_EXTENSIONS.values() for ext in exts}
+# Photo formats a user may well expect to be protected but that are not read: phones' HEIC, AVIF, GIF, JPEG 2000,
+# JPEG XL, Photoshop and camera raw files. Left out of a run, they are named in a warning, never passed over quietly.
+UNSUPPORTED_PHOTO_EXTENSIONS = {".heic", ".heif", ".avif", ".gif", ".apng", ".jp2", ".j2k", ".jxl", ".psd", ".mpo",
+                                ".dng", ".cr2", ".cr3", ".crw", ".nef", ".nrw", ".arw", ".srf", ".sr2", ".raf", ".orf",
+                                ".rw2", ".pef", ".srw", ".x3f", ".3fr", ".erf", ".kdc", ".mrw", ".raw", ".rwl", ".iiq"}
 OUTPUT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
 METADATA_POLICIES = ("safe", "keep", "strip")
 DEFAULT_MAX_PIXELS = 100_000_000  # ~10k x 10k; raise with --max-pixels

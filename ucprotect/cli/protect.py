@@ -108,5 +108,17 @@ def _print_summary(console: Console, result, dry_run: bool) -> None:
     if s["mean_psnr"] is not None:
         table.add_row("PSNR mean / worst", f"{s['mean_psnr']:.2f} / {s['worst_psnr']:.2f} dB")
         table.add_row("SSIM mean / worst", f"{s['mean_ssim']:.4f} / {s['worst_ssim']:.4f}")
+    if result.left_out:
+        table.add_row("other files", f"{sum(result.left_out.values())} not read, left as they are "
+                                     f"({escape(_by_extension(result.left_out))})")
     table.add_row("time", f"{s['seconds']:.1f} s")
     console.print(table)
+    photos = result.photos_left_out
+    if photos:
+        console.print(f"[bold yellow]warning:[/] {sum(photos.values())} photos {'will not be' if dry_run else 'were NOT'} "
+                      f"protected ({escape(_by_extension(photos))}): ucprotect reads JPEG, PNG, WebP, TIFF and BMP "
+                      "only. Convert them (e.g. to JPEG) and run again before you publish them.", highlight=False)
+
+
+def _by_extension(counts: dict[str, int]) -> str:
+    return ", ".join(f"{ext} {n}" for ext, n in counts.items())
