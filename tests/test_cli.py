@@ -133,6 +133,19 @@ def test_photos_in_formats_not_read_are_counted_and_warned_about(tmp_path, weigh
     assert json.loads(report.read_text())["summary"]["left_out"] == {".heic": 1, ".txt": 1}
 
 
+def test_ctrl_c_says_how_to_go_on_for_each_command(tmp_path, monkeypatch, train_images):
+    """protect resumes by re-running; train only with --resume (the old shared message said re-run)."""
+    from ucprotect.training import Trainer
+
+    def interrupt(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "run", interrupt)
+    r = runner.invoke(app, ["train", str(train_images), "--out", str(tmp_path / "run"), "--steps", "2", "--batch-size", "8",
+                            "--image-size", "48", "--device", "cpu"], env={"COLUMNS": "500"})
+    assert r.exit_code == 130 and "interrupted: the last checkpoint" in r.output and "--resume" in r.output, r.output
+
+
 def test_no_gpu_message(tmp_path, weights_file):
     import torch
 
