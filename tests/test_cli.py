@@ -98,6 +98,8 @@ def test_report_and_plot_paths_are_checked_before_any_work(tmp_path, weights_fil
     r = runner.invoke(app, base + ["--out", str(tmp_path / "o2"), "--report", str(tmp_path / "new" / "deeper" / "r.json")])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "new" / "deeper" / "r.json").read_text())["summary"]["done"] == 1
+    r = runner.invoke(app, base + ["--out", str(tmp_path / "o3"), "--keys", str(tmp_path / "taken")])
+    assert r.exit_code == 1 and "--keys" in r.output and "is a folder" in r.output and not (tmp_path / "o3").exists()
     for option in ("--report", "--plot"):
         r = runner.invoke(app, ["verify", str(tmp_path / "in"), "--weights", str(weights_file), "--device", "cpu", "--quick",
                                 option, str(tmp_path / "taken")])

@@ -123,6 +123,23 @@ def test_bad_inputs_are_reported_and_others_continue(tmp_path, protector, case):
                                                                         overwrite=True))
 
 
+def test_a_folder_where_an_output_goes_fails_that_photo_and_a_link_loop_is_refused(tmp_path, protector):
+    """A folder in the place of one output is no finished output (it was counted as one and skipped); a looping
+    link as the input gets a message, not Python's RuntimeError."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    for name in ("1.png", "2.png"):
+        Image.fromarray(np.full((40, 40, 3), 100, np.uint8)).save(src / name)
+    (dst / "1.png").mkdir(parents=True)
+    rows = {Path(r.input).name: r for r in protect_folder(src, dst, protector, ProtectOptions(group_by="none")).rows}
+    assert rows["2.png"].status == "done"
+    assert rows["1.png"].status == "failed" and "folder of that name is in the way" in rows["1.png"].reason
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    with pytest.raises(ConfigError, match="loop"):
+        protect_folder(tmp_path / "loop_a", tmp_path / "o", protector)
+
+
 def test_write_atomic_keeps_the_old_file_whole_when_a_write_fails(tmp_path):
     """Reports and plots go through the same atomic write as photos: a full disk or a folder in the way
     gives one message naming the file and leaves the earlier file untouched and no temporary file behind."""

@@ -321,7 +321,10 @@ def output_path(src_root: Path, dst_root: Path, path: Path, fmt: str | None) -> 
 
 
 def check_paths(src: Path, dst: Path) -> tuple[Path, Path]:
-    src, dst = Path(src).expanduser().resolve(), Path(dst).expanduser().resolve()
+    try:
+        src, dst = Path(src).expanduser().resolve(), Path(dst).expanduser().resolve()
+    except (RuntimeError, OSError) as e:  # a symbolic-link loop (RuntimeError before Python 3.13, OSError after)
+        raise ConfigError(f"{src} or --out {dst}: cannot follow the path ({e}); fix or remove the looping link") from None
     if not src.exists():
         raise ConfigError(f"{src}: no such file or folder")
     root = src if src.is_dir() else src.parent
@@ -394,7 +397,7 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     for row in rows:
         if opts.keys_only:
             row.status, row.reason = "planned", "--keys-only: key chosen and recorded, not protected"
-        elif not opts.overwrite and Path(row.output).exists():
+        elif not opts.overwrite and Path(row.output).is_file():  # a folder of that name is no finished output
             row.status, row.reason = "skipped", "output exists (use --overwrite to redo)"
             emit("image", row)
     pending = [i for i, r in enumerate(rows) if r.status == "pending"]

@@ -17,11 +17,11 @@ ReportOpt = Annotated[Optional[Path], typer.Option("--report", help="Write a JSO
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 
 
-_EXAMPLE_NAMES = {"--report": "report.json", "--plot": "plot.png", "--export": "weights.safetensors"}
+_EXAMPLE_NAMES = {"--report": "report.json", "--plot": "plot.png", "--export": "weights.safetensors", "--keys": "keys.json"}
 
 
 def check_output_file(path: Optional[Path], option: str) -> None:
-    """Refuse, before any work, a file option (``--report``, ``--plot``, ``--export``) that could not be written at the end:
+    """Refuse, before any work, a file option (``--report``, ``--plot``, ``--export``, ``--keys``) that could not be written:
     a folder in its place or a folder that cannot be made or written. A missing folder is made, as ``--out`` is."""
     if path is None:
         return

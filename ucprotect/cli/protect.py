@@ -51,6 +51,7 @@ def protect(
     from ..engine import ImageRow, ProtectOptions, Protector, default_workers, parse_shard, protect_folder  # torch: at run time, not for --help
     console = Console(stderr=True, emoji=False)
     check_output_file(report, "--report")  # now, not after the run
+    check_output_file(keys, "--keys")
     options = ProtectOptions(format=format, quality=quality, metadata=metadata, overwrite=overwrite, dry_run=dry_run,
                              shard=parse_shard(shard) if shard else None, group_by=group_by, clusters=clusters,
                              super_groups=super_groups, key_candidates=key_candidates,
