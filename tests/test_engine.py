@@ -99,10 +99,12 @@ def test_out_inside_src_is_refused(photo_tree, protector):
 
 @pytest.mark.parametrize("option, flag", [({"quality": 0}, "--quality"), ({"batch_size": 0}, "--batch-size"),
                                           ({"max_pixels": 0}, "--max-pixels"), ({"clusters": 0, "group_by": "cluster"}, "--clusters")])
-def test_impossible_settings_are_refused_before_any_work(photo_tree, tmp_path, protector, option, flag):
+def test_impossible_settings_are_refused_before_any_work(tmp_path, protector, option, flag):
     """A setting that could only fail every photo (or crash mid-run on a GPU, as a zero batch did) is refused by name."""
+    (tmp_path / "in").mkdir()
+    Image.fromarray(np.full((40, 40, 3), 100, np.uint8)).save(tmp_path / "in" / "a.png")
     with pytest.raises(ConfigError, match=flag):
-        protect_folder(photo_tree, tmp_path / "o", protector, ProtectOptions(**option))
+        protect_folder(tmp_path / "in", tmp_path / "o", protector, ProtectOptions(**option))
     assert not (tmp_path / "o").exists()
 
 
