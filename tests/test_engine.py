@@ -108,6 +108,20 @@ def test_impossible_settings_are_refused_before_any_work(tmp_path, protector, op
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("group_by", ["none", "cluster"])
+def test_two_inputs_for_one_output_fail_the_second_by_name(tmp_path, protector, group_by):
+    """a.png and a.jpg under --format jpeg both became a.jpg: 'done 2' with one file, one photo unprotected."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    for name in ("a.jpg", "a.png", "b.png"):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(tmp_path / "in" / name)
+    result = protect_folder(tmp_path / "in", tmp_path / "o", protector, ProtectOptions(group_by=group_by, format="jpeg"))
+    rows = {Path(r.input).name: r for r in result.rows}
+    assert rows["a.jpg"].status == "done" and rows["b.png"].status == "done"
+    assert rows["a.png"].status == "failed" and "a.jpg beside it goes to the same output" in rows["a.png"].reason
+    assert sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")) == ["a.jpg", "b.jpg"]
+
+
 def test_report_json(photo_tree, tmp_path, protector):
     result = protect_folder(photo_tree, tmp_path / "o", protector, ProtectOptions(group_by="none"))
     result.write_report(tmp_path / "r.json")

@@ -394,8 +394,18 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
         except OSError as e:
             raise ConfigError(f"--out {dst}: cannot write there ({e.strerror or e}); choose a writable folder") from None
         imageio.remove_stale_temp_files(dst)
+    # two inputs written to one output (a.png and a.jpg under --format jpeg): the first in path order keeps it;
+    # decided over the whole collection, so every shard agrees
+    claimant: dict[str, Path] = {}
+    for p in images:
+        claimant.setdefault(str(output_path(root, dst, p, opts.format)), p)
     for row in rows:
-        if opts.keys_only:
+        first = claimant[row.output]
+        if first != Path(row.input):
+            row.status, row.reason = "failed", (f"{row.input}: {first.name} beside it goes to the same output {row.output}; "
+                                                "rename one of the two, or protect without --format")
+            emit("image", row)
+        elif opts.keys_only:
             row.status, row.reason = "planned", "--keys-only: key chosen and recorded, not protected"
         elif not opts.overwrite and Path(row.output).is_file():  # a folder of that name is no finished output
             row.status, row.reason = "skipped", "output exists (use --overwrite to redo)"
