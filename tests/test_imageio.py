@@ -140,6 +140,22 @@ def test_a_folder_where_an_output_goes_fails_that_photo_and_a_link_loop_is_refus
         protect_folder(tmp_path / "loop_a", tmp_path / "o", protector)
 
 
+def test_linked_folders_are_searched_once_and_never_the_output(tmp_path):
+    """A linked folder of photos was passed over without a word; following links must not loop, nor read
+    protect's own outputs back as inputs."""
+    from ucprotect.imageio import find_images
+
+    src, elsewhere, out = tmp_path / "src", tmp_path / "elsewhere", tmp_path / "out"
+    for folder in (src / "real", elsewhere, out):
+        folder.mkdir(parents=True)
+        Image.fromarray(np.full((20, 20, 3), 9, np.uint8)).save(folder / f"{folder.name}.png")
+    (src / "linked").symlink_to(elsewhere)
+    (src / "real" / "up").symlink_to(src)  # a loop
+    (src / "outlink").symlink_to(out)
+    images, _ = find_images(src, exclude=out)
+    assert sorted(p.relative_to(src).as_posix() for p in images) == ["linked/elsewhere.png", "real/real.png"]
+
+
 def test_write_atomic_keeps_the_old_file_whole_when_a_write_fails(tmp_path):
     """Reports and plots go through the same atomic write as photos: a full disk or a folder in the way
     gives one message naming the file and leaves the earlier file untouched and no temporary file behind."""

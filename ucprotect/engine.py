@@ -366,7 +366,7 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     t0 = time.perf_counter()
     src, dst = check_paths(Path(src), Path(dst))
     root = src if src.is_dir() else src.parent
-    images, others = imageio.find_images(src)
+    images, others = imageio.find_images(src, exclude=dst)
     rel = [p.relative_to(root) for p in images]
     mode = resolve_mode(opts.group_by, rel)
     if opts.shard and mode == "cluster":

@@ -90,18 +90,29 @@ def to_rgb8(colour: str, pixels: np.ndarray) -> np.ndarray:
     raise ValueError(colour)
 
 
-def find_images(root: Path) -> tuple[list[Path], list[Path]]:
+def find_images(root: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
     """Return (image files, other files) under ``root`` (a file or a folder, recursive), sorted.
 
     Hidden files and our own temporary files are passed over; files with an image extension are
-    candidates even if they turn out not to be images (they are then reported as failures).
+    candidates even if they turn out not to be images (they are then reported as failures). Linked folders
+    are searched like any other (a link to a folder already searched, e.g. a loop, is not searched twice),
+    except into ``exclude`` (protect's output folder: its own outputs are never inputs).
     """
     root = Path(root)
     if root.is_file():
         return [root], []
     images, others = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+    seen = {os.path.realpath(root)}  # linked folders are followed, each real folder once (a link loop ends there)
+    fence = os.path.realpath(exclude) if exclude is not None else None
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        kept = []
+        for d in sorted(d for d in dirnames if not d.startswith(".")):
+            real = os.path.realpath(os.path.join(dirpath, d))
+            inside_fence = fence is not None and (real == fence or real.startswith(fence + os.sep))
+            if real not in seen and not inside_fence:
+                seen.add(real)
+                kept.append(d)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if name.startswith(".") or TEMP_MARKER in name:
                 continue
