@@ -383,7 +383,7 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     chosen = [(p, r) for p, r in zip(images, rel) if opts.keys_only or in_shard(shard_key(r), opts.shard)]
     rows = [ImageRow(input=str(p), output=str(output_path(root, dst, p, opts.format))) for p, _ in chosen]
     result = ProtectResult(rows=rows, group_by=mode,
-                           left_out=dict(sorted(Counter(p.suffix.lower() or "(none)" for p in others).items())))
+                           left_out=dict(sorted(Counter(p.suffix.lower() or "no extension" for p in others).items())))
     emit("total", len(rows))
     if not opts.dry_run:
         try:
