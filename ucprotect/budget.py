@@ -21,6 +21,14 @@ def apply_budget(images: torch.Tensor, delta: torch.Tensor, epsilon: float) -> t
     return (images + delta).clamp(0.0, 1.0)
 
 
+def check_epsilon_255(value: float) -> None:
+    """Refuse a budget outside (0, 64] pixel units: one check for protect, verify and train."""
+    from .errors import ConfigError
+
+    if not 0 < value <= 64:
+        raise ConfigError(f"--epsilon {value}: must be in (0, 64] (pixel units of 0-255; default 8)")
+
+
 def epsilon_from_255(value: float) -> float:
     """Convert a budget given in 0-255 pixel units (the CLI's unit) to [0, 1] units."""
     return float(value) / 255.0

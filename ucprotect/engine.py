@@ -24,8 +24,8 @@ from PIL import Image
 
 from . import imageio
 from .backbones import create_backbone
-from .budget import apply_budget_lookup, apply_budget_pixels, epsilon_from_255
-from .errors import ConfigError, ImageError, UcprotectError
+from .budget import apply_budget_lookup, apply_budget_pixels, check_epsilon_255, epsilon_from_255
+from .errors import ConfigError, ImageError, UcprotectError, require_at_least
 from .generator import PeriodicTexture, StackedTextures
 from .grouping import KEY_CANDIDATES, assign_keys, folder_sample, resolve_mode
 from .keyfile import KEYS_FILE_NAME, KeyRecord, OtherWeightsKeysError
@@ -74,8 +74,7 @@ class Protector:
     """
 
     def __init__(self, bundle: WeightsBundle, device: str = "auto", epsilon: float = 8.0, tta: bool = True):
-        if not 0 < epsilon <= 64:
-            raise ConfigError(f"--epsilon {epsilon}: must be in (0, 64] (pixel units of 0-255; default 8)")
+        check_epsilon_255(epsilon)
         self.bundle = bundle
         self.device = resolve_device(device)
         self.epsilon = epsilon_from_255(epsilon)
@@ -358,10 +357,8 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
         raise ConfigError(f"--quality {opts.quality}: must be 1..100")
     if opts.metadata not in imageio.METADATA_POLICIES:
         raise ConfigError(f"--metadata {opts.metadata}: choose {', '.join(imageio.METADATA_POLICIES)}")
-    for flag, value, lowest in (("--batch-size", opts.batch_size, 1), ("--max-pixels", opts.max_pixels, 1),
-                                ("--clusters", opts.clusters, 1)):
-        if value is not None and value < lowest:  # --clusters: None is the default, ~sqrt(n)
-            raise ConfigError(f"{flag} {value}: must be at least {lowest}")
+    require_at_least(("--batch-size", opts.batch_size, 1), ("--max-pixels", opts.max_pixels, 1),
+                     ("--clusters", opts.clusters, 1))  # --clusters None: the default, ~sqrt(n)
     emit = on_event or (lambda *_: None)
     t0 = time.perf_counter()
     src, dst = check_paths(Path(src), Path(dst))

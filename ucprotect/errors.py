@@ -27,3 +27,10 @@ class ConfigError(UcprotectError):
 
 class DataError(UcprotectError):
     """A data folder is empty, unreadable or has the wrong layout."""
+
+
+def require_at_least(*checks: tuple[str, int | float | None, int | float]) -> None:
+    """Refuse the first ``(flag, value, lowest)`` whose value is below its lowest (None: the flag was left out)."""
+    for flag, value, lowest in checks:
+        if value is not None and value < lowest:
+            raise ConfigError(f"{flag} {value}: must be at least {lowest}")

@@ -25,9 +25,9 @@ from PIL import Image
 
 from . import imageio
 from .backbones import create_backbone
-from .budget import epsilon_from_255
+from .budget import check_epsilon_255, epsilon_from_255
 from .concepts import ConceptSet
-from .errors import ConfigError, DataError, UcprotectError
+from .errors import ConfigError, DataError, UcprotectError, require_at_least
 from .generator import GeneratorConfig, create_generator
 from .objectives import Batch, create_objective
 from .weights import save_weights
@@ -62,16 +62,12 @@ class TrainConfig:
 
     def check(self) -> None:
         """Refuse settings no run can use, before the models are built."""
-        for flag, value, lowest in (("--steps", self.steps, 0), ("--batch-size", self.batch_size, 1),
-                                    ("--image-size", self.image_size, 16), ("--coarse-groups", self.coarse_groups, 1),
-                                    ("--checkpoint-every", self.checkpoint_every, 0),
-                                    ("--max-images", self.max_images if self.max_images is not None else 1, 1)):
-            if value < lowest:
-                raise ConfigError(f"{flag} {value}: must be at least {lowest}")
+        require_at_least(("--steps", self.steps, 0), ("--batch-size", self.batch_size, 1), ("--image-size", self.image_size, 16),
+                         ("--coarse-groups", self.coarse_groups, 1), ("--checkpoint-every", self.checkpoint_every, 0),
+                         ("--max-images", self.max_images, 1))
         if not self.lr > 0:
             raise ConfigError(f"--lr {self.lr}: must be above 0")
-        if not 0 < self.epsilon <= 64:
-            raise ConfigError(f"--epsilon {self.epsilon}: must be in (0, 64] (pixel units of 0-255)")
+        check_epsilon_255(self.epsilon)
         if not 0 < self.min_cycles <= self.max_cycles:
             raise ConfigError(f"--min-cycles {self.min_cycles:g} / --max-cycles {self.max_cycles:g}: need 0 < min <= max")
 

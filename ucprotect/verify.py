@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from . import imageio
-from .errors import ConfigError, DataError, ImageError
+from .errors import ConfigError, DataError, ImageError, require_at_least
 from .transforms import gaussian_blur, grayscale, random_resized_crop
 from .victims import create_victim
 
@@ -50,10 +50,7 @@ class Recipe:
 
         if self.victim not in list_victims():
             raise ConfigError(f"--victim {self.victim}: unknown; choose {', '.join(list_victims())}")
-        for flag, value, lowest in (("--image-size", self.image_size, 16), ("--epochs", self.epochs, 1),
-                                    ("--batch-size", self.batch_size, 1)):
-            if value < lowest:
-                raise ConfigError(f"{flag} {value}: must be at least {lowest}")
+        require_at_least(("--image-size", self.image_size, 16), ("--epochs", self.epochs, 1), ("--batch-size", self.batch_size, 1))
         if not self.lr > 0:
             raise ConfigError(f"--lr {self.lr}: must be above 0")
 
@@ -141,7 +138,13 @@ def cluster_labels(class_names: list[str], n: int, text_encoder, seed: int = 0) 
 
 def load_tensor(paths: list[Path], size: int) -> torch.Tensor:
     """uint8 N x 3 x size x size: short side resized to ``size``, centre crop (thumbnail decoder)."""
-    return torch.from_numpy(np.stack([imageio.load_square(p, size) for p in paths])).permute(0, 3, 1, 2).contiguous()
+    return _stack([imageio.load_square(p, size) for p in paths], size)
+
+
+def _stack(squares: list[np.ndarray], size: int) -> torch.Tensor:
+    if not squares:
+        return torch.empty(0, 3, size, size, dtype=torch.uint8)
+    return torch.from_numpy(np.stack(squares)).permute(0, 3, 1, 2).contiguous()
 
 
 def load_readable(paths: list[Path], size: int) -> tuple[torch.Tensor, list[int], list[str]]:
@@ -154,8 +157,7 @@ def load_readable(paths: list[Path], size: int) -> tuple[torch.Tensor, list[int]
             ok.append(i)
         except ImageError as e:
             skipped.append(str(e))
-    x = torch.from_numpy(np.stack(squares)).permute(0, 3, 1, 2).contiguous() if squares else torch.empty(0, 3, size, size, dtype=torch.uint8)
-    return x, ok, skipped
+    return _stack(squares, size), ok, skipped
 
 
 # ---------------------------------------------------------------------------------------------- defences
