@@ -152,6 +152,7 @@ def test_linked_folders_are_searched_once_and_never_the_output(tmp_path):
     (src / "linked").symlink_to(elsewhere)
     (src / "real" / "up").symlink_to(src)  # a loop
     (src / "outlink").symlink_to(out)
+    (src / "real" / "out.png").symlink_to(out / "out.png")  # a linked file to an output
     images, _ = find_images(src, exclude=out)
     assert sorted(p.relative_to(src).as_posix() for p in images) == ["linked/elsewhere.png", "real/real.png"]
 

@@ -96,7 +96,7 @@ def find_images(root: Path, exclude: Path | None = None) -> tuple[list[Path], li
     Hidden files and our own temporary files are passed over; files with an image extension are
     candidates even if they turn out not to be images (they are then reported as failures). Linked folders
     are searched like any other (a link to a folder already searched, e.g. a loop, is not searched twice),
-    except into ``exclude`` (protect's output folder: its own outputs are never inputs).
+    except into ``exclude`` (protect's output folder: its own outputs are never inputs, nor are linked files to them).
     """
     root = Path(root)
     if root.is_file():
@@ -104,12 +104,16 @@ def find_images(root: Path, exclude: Path | None = None) -> tuple[list[Path], li
     images, others = [], []
     seen = {os.path.realpath(root)}  # linked folders are followed, each real folder once (a link loop ends there)
     fence = os.path.realpath(exclude) if exclude is not None else None
+
+    def inside_fence(path: str) -> bool:
+        real = os.path.realpath(path)
+        return fence is not None and (real == fence or real.startswith(fence + os.sep))
+
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         kept = []
         for d in sorted(d for d in dirnames if not d.startswith(".")):
             real = os.path.realpath(os.path.join(dirpath, d))
-            inside_fence = fence is not None and (real == fence or real.startswith(fence + os.sep))
-            if real not in seen and not inside_fence:
+            if real not in seen and not inside_fence(real):
                 seen.add(real)
                 kept.append(d)
         dirnames[:] = kept
@@ -117,6 +121,8 @@ def find_images(root: Path, exclude: Path | None = None) -> tuple[list[Path], li
             if name.startswith(".") or TEMP_MARKER in name:
                 continue
             path = Path(dirpath) / name
+            if path.is_symlink() and inside_fence(str(path)):  # a linked file to one of our own outputs
+                continue
             (images if path.suffix.lower() in IMAGE_EXTENSIONS else others).append(path)
     return images, others
 
@@ -407,6 +413,20 @@ def set_default_permissions(path) -> None:
     weights file must be readable like anything else the user writes.
     """
     os.chmod(path, 0o666 & ~_UMASK)
+
+
+def names_fold_case(folder: Path) -> bool:
+    """Whether ``folder``'s file system takes b.JPG and b.jpg for one name (macOS and Windows by default), so that
+    two outputs differing only in case would overwrite each other. False where the folder cannot be written."""
+    probe = Path(folder) / f".case-probe{TEMP_MARKER}"
+    try:
+        probe.write_bytes(b"")
+        try:
+            return (probe.parent / probe.name.upper()).exists()
+        finally:
+            probe.unlink()
+    except OSError:
+        return False
 
 
 def remove_stale_temp_files(root: Path, min_age_s: float = 3600.0) -> int:
