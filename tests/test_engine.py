@@ -122,6 +122,24 @@ def test_two_inputs_for_one_output_fail_the_second_by_name(tmp_path, protector, 
     assert sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")) == ["a.jpg", "b.jpg"]
 
 
+def test_outputs_differing_only_in_case_clash_where_the_file_system_ignores_case(tmp_path, protector, monkeypatch):
+    """On macOS and Windows b.JPG and b.jpg are one file: the second photo overwrote the first, both 'done'."""
+    from ucprotect import imageio
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    for name in ("b.JPG", "b.jpg"):
+        Image.fromarray((rng.random((40, 40, 3)) * 255).astype(np.uint8)).save(tmp_path / "in" / name, format="JPEG")
+    assert not imageio.names_fold_case(tmp_path)  # this machine's file system tells the two apart ...
+    result = protect_folder(tmp_path / "in", tmp_path / "o1", protector, ProtectOptions(group_by="none"))
+    assert [r.status for r in result.rows] == ["done", "done"]
+    monkeypatch.setattr(imageio, "names_fold_case", lambda folder: True)  # ... a Mac's does not
+    result = protect_folder(tmp_path / "in", tmp_path / "o2", protector, ProtectOptions(group_by="none"))
+    rows = {Path(r.input).name: r for r in result.rows}
+    assert rows["b.JPG"].status == "done"
+    assert rows["b.jpg"].status == "failed" and "does not tell upper from lower case" in rows["b.jpg"].reason
+
+
 def test_report_json(photo_tree, tmp_path, protector):
     result = protect_folder(photo_tree, tmp_path / "o", protector, ProtectOptions(group_by="none"))
     result.write_report(tmp_path / "r.json")

@@ -391,16 +391,19 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
         except OSError as e:
             raise ConfigError(f"--out {dst}: cannot write there ({e.strerror or e}); choose a writable folder") from None
         imageio.remove_stale_temp_files(dst)
-    # two inputs written to one output (a.png and a.jpg under --format jpeg): the first in path order keeps it;
-    # decided over the whole collection, so every shard agrees
+    # two inputs written to one output (a.png and a.jpg under --format jpeg, or b.JPG and b.jpg where the file
+    # system ignores case): the first in path order keeps it; decided over the whole collection, so every shard agrees
+    fold_case = not opts.dry_run and imageio.names_fold_case(dst)
+    same = (lambda out: out.casefold()) if fold_case else (lambda out: out)
     claimant: dict[str, Path] = {}
     for p in images:
-        claimant.setdefault(str(output_path(root, dst, p, opts.format)), p)
+        claimant.setdefault(same(str(output_path(root, dst, p, opts.format))), p)
     for row in rows:
-        first = claimant[row.output]
+        first = claimant[same(row.output)]
         if first != Path(row.input):
-            row.status, row.reason = "failed", (f"{row.input}: {first.name} beside it goes to the same output {row.output}; "
-                                                "rename one of the two, or protect without --format")
+            why = " (this file system does not tell upper from lower case)" if fold_case else ""
+            row.status, row.reason = "failed", (f"{row.input}: {first.name} beside it goes to the same output {row.output}"
+                                                f"{why}; rename one of the two" + ("" if fold_case else ", or protect without --format"))
             emit("image", row)
         elif opts.keys_only:
             row.status, row.reason = "planned", "--keys-only: key chosen and recorded, not protected"
