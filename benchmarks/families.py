@@ -7,7 +7,7 @@ per key lives in a small space (frequency x orientation x 3 colours, a mirror im
 so 100 folders cannot all differ. Each variant ``FAMILY:N`` splits the 10 classes of ``train/imagenette``
 (150 per class: 1,200 train / 300 test, stratified, seed 0) into N/10 sub-folders, draws one texture per
 sub-folder (the least alike among 16 random candidates, as grouping.assign_distinct does among the 16
-nearest concepts), adds it within L-inf 8/255 at 224 px, downsamples to 64 px with Pillow bicubic and trains
+nearest concepts), adds it within L-inf 8/255 at 224 px, downsamples to 64 px (``--image-size``) with Pillow bicubic and trains
 the small CNN (20 epochs) on the 10 class labels: a thief's classes that each hold several folders, as
 caltech101 under ``clusters:20``. Families: ``grating`` (the construction shipped in v1: one square wave, 8-16
 cycles per short side, luminance-bearing colour signs), ``plaid`` (the sign of the sum of two such sine
@@ -28,7 +28,8 @@ adds a row per defence, applied to the protected 64 px images as `verify` does. 
 ``tone`` keys the pixel's own luminance instead of its position (a class-wise tone curve, like a colour grade within
 the budget: the sign of a sine of the luminance Y, ``--cycles`` periods over Y's range 0-1, in the key's colour signs):
 it needs no spatial structure, so crops, resizing and blur leave it wherever the photo is smooth.
-``ar`` draws each image a fresh sample of its folder's autoregressive process (class-wise AR perturbations, on an
+``halves`` is v4's layout (the key's grating in its colour across the top half, in grey at 6x the frequency across
+the bottom half; ``--cycles 2 4`` as shipped). ``ar`` draws each image a fresh sample of its folder's autoregressive process (class-wise AR perturbations, on an
 ``--ar-cells`` grid), ``arfix`` one sample per folder (both ~0 on resnet18-w16: RESULTS.md, session 29). Prints one
 markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
 clean and protected peak accuracy, score, and the per-epoch protected curve.
@@ -194,7 +195,7 @@ def render_tone(p: dict, keys: torch.Tensor, images: torch.Tensor) -> torch.Tens
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale, tiles, ar, arfix, tone; N a multiple of 10")
+    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale, halves, tiles, ar, arfix, tone; N a multiple of 10")
     ap.add_argument("--defenses", nargs="*", default=[], help="also train on the protected images after each defence")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
@@ -205,37 +206,46 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, nargs="+", default=[16],
                     help="each texture is the least alike among this many random candidates (16, as protect does among "
                          "the nearest concepts; the pool's size: the most spread set); several values: one row each")
-    ap.add_argument("--cycles", type=float, nargs=2, default=[8, 16], metavar=("LO", "HI"),
-                    help="grating frequencies, cycles per short side (default: v1's 8 16; v2 shipped 12 24, v3 ships 4 8)")
+    ap.add_argument("--cycles", type=float, nargs="+", default=[8, 16], metavar="LO HI",
+                    help="grating frequencies, cycles per short side (default: v1's 8 16; v2 shipped 12 24, v3 ships 4 8); "
+                         "more pairs: a row per band")
     ap.add_argument("--victim", default="small-cnn", help="the victim (resnet18-w16: the CPU stand-in for ResNet-18)")
+    ap.add_argument("--image-size", type=int, default=64,
+                    help="the thief's training size: the protected 224 px images are resized to it (224: not resized; "
+                         "above 96 px the ResNets take the ImageNet stem)")
     ap.add_argument("--ar-cells", type=int, default=64, help="ar, arfix: grid cells per side of the autoregressive process")
     ap.add_argument("--tiles", type=Path, nargs="+", default=[], help="tiles: files of `learned_tiles.py optimise` (a row each)")
     args = ap.parse_args()
+    if len(args.cycles) % 2:
+        ap.error("--cycles takes pairs LO HI")
+    bands = [tuple(args.cycles[i:i + 2]) for i in range(0, len(args.cycles), 2)]
     torch.set_num_threads(min(2, torch.get_num_threads()))
     d = load(DATA, 150)
     x, y = d["x"], d["y"]
     tr, te = (torch.tensor(i) for i in stratified_split(y.tolist(), 0.2, 0))
-    clean_tr, test = downsample(x[tr], 64, "pil"), downsample(x[te], 64, "pil")
+    size = args.image_size
+    clean_tr, test = downsample(x[tr], size, "pil"), downsample(x[te], size, "pil")
     print("| variant | seed | PSNR 224 px | worst pair likeness | pairs > 0.5 | clean peak | protected peak | score | protected curve |")
     print("|---|---|---|---|---|---|---|---|---|")
     clean: dict[int, float] = {}
     for seed in args.seeds:
-        recipe = Recipe(victim=args.victim, image_size=64, epochs=args.epochs, batch_size=64, lr=0.05, seed=seed)
+        recipe = Recipe(victim=args.victim, image_size=size, epochs=args.epochs, batch_size=64, lr=0.05, seed=seed)
         clean[seed] = max(train_victim(clean_tr, y[tr], test, y[te], 10, recipe))
-        runs = [(v, c, f) for v in args.variants for c in args.candidates
+        runs = [(v, c, f, b) for v in args.variants for b in bands for c in args.candidates
                 for f in (args.tiles if v.startswith("tiles:") else [None])]
-        for name, candidates, tiles_file in runs:
+        for name, candidates, tiles_file, band in runs:
             t0 = time.perf_counter()
             family, n = name.split(":")
-            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2, "tiles": 1, "ar": 1, "arfix": 1, "tone": 1}[family]
-            p = family_params(seed, 2, tuple(args.cycles))
+            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2, "tiles": 1, "ar": 1, "arfix": 1, "tone": 1, "halves": 1}[family]
+            p = family_params(seed, 2, band)
             if family == "twoscale":
                 p["cyc"][:, 0] /= 2
             sim = likeness(p, comps)
             keys = draw_distinct(n + (10 if family == "hier" else 0), sim, seed, candidates)
             name += f" candidates {candidates}" if candidates != 16 else ""
-            name += f" cycles {args.cycles[0]:g}-{args.cycles[1]:g}" if args.cycles != [8, 16] else ""
+            name += f" cycles {band[0]:g}-{band[1]:g}" if band != (8, 16) else ""
             name += f" on {args.victim}" if args.victim != "small-cnn" else ""
+            name += f" at {size} px" if size != 64 else ""
             class_keys, keys = (keys[:10], keys[10:]) if family == "hier" else (None, keys)
             per = n // 10
             # sub-folder of each training image: its rank within its class, dealt round-robin
@@ -268,15 +278,17 @@ def main() -> None:
                 texture = tiled(tiles)[folder % len(tiles)]
             elif family == "tone":
                 texture = render_tone(p, keys[folder], xf)
+            elif family == "halves":
+                texture = render_halves(p, keys[folder], 224, 224)
             elif family == "hier":
                 texture = render_hier(p, class_keys[sup[folder]], keys[folder], 224, 224, args.shared_weight, args.colour)
             else:
                 texture = render(p, keys[folder], comps, 224, 224)
             prot8 = ((xf + texture * EPS).clamp(0, 1) * 255).round().byte()
             psnr = float(10 * torch.log10(1 / ((prot8.float() / 255 - xf) ** 2).mean()))
-            prot64 = downsample(prot8, 64, "pil")
+            prot_small = downsample(prot8, size, "pil")
             for defense in ["none", *args.defenses]:
-                curve = train_victim(apply_defense(defense, prot64), y[tr], test, y[te], 10, recipe, defense)
+                curve = train_victim(apply_defense(defense, prot_small), y[tr], test, y[te], 10, recipe, defense)
                 peak = max(curve)
                 label = name if defense == "none" else f"{name} + {defense}"
                 alike = "– | –" if family in ("tiles", "ar", "arfix", "tone") else f"{float(s.max()):.2f} | {int((s > 0.5).sum()) // 2}"  # grating likeness only
