@@ -29,7 +29,9 @@ adds a row per defence, applied to the protected 64 px images as `verify` does. 
 the budget: the sign of a sine of the luminance Y, ``--cycles`` periods over Y's range 0-1, in the key's colour signs):
 it needs no spatial structure, so crops, resizing and blur leave it wherever the photo is smooth.
 ``halves`` is v4's layout (the key's grating in its colour across the top half, in grey at 6x the frequency across
-the bottom half; ``--cycles 2 4`` as shipped). ``ar`` draws each image a fresh sample of its folder's autoregressive process (class-wise AR perturbations, on an
+the bottom half; ``--cycles 2 4`` as shipped). ``octaves`` is a plaid of three waves an octave apart (the band, twice and
+four times it, each its own angle and phase), for thieves who train at different sizes: a victim learns a grating
+best at a period of a few of its own pixels (RESULTS.md, session 31). ``ar`` draws each image a fresh sample of its folder's autoregressive process (class-wise AR perturbations, on an
 ``--ar-cells`` grid), ``arfix`` one sample per folder (both ~0 on resnet18-w16: RESULTS.md, session 29). Prints one
 markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
 clean and protected peak accuracy, score, and the per-epoch protected curve.
@@ -195,7 +197,7 @@ def render_tone(p: dict, keys: torch.Tensor, images: torch.Tensor) -> torch.Tens
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale, halves, tiles, ar, arfix, tone; N a multiple of 10")
+    ap.add_argument("variants", nargs="+", help="FAMILY:N, FAMILY in grating, plaid, hier, twoscale, halves, octaves, tiles, ar, arfix, tone; N a multiple of 10")
     ap.add_argument("--defenses", nargs="*", default=[], help="also train on the protected images after each defence")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--epochs", type=int, default=20)
@@ -236,10 +238,12 @@ def main() -> None:
         for name, candidates, tiles_file, band in runs:
             t0 = time.perf_counter()
             family, n = name.split(":")
-            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2, "tiles": 1, "ar": 1, "arfix": 1, "tone": 1, "halves": 1}[family]
-            p = family_params(seed, 2, band)
+            n, comps = int(n), {"grating": 1, "plaid": 2, "hier": 1, "twoscale": 2, "tiles": 1, "ar": 1, "arfix": 1, "tone": 1, "halves": 1, "octaves": 3}[family]
+            p = family_params(seed, max(2, comps), band)
             if family == "twoscale":
                 p["cyc"][:, 0] /= 2
+            if family == "octaves":  # component j one octave above component j - 1's band: 1x, 2x, 4x the band
+                p["cyc"] *= torch.tensor([1.0, 2.0, 4.0])
             sim = likeness(p, comps)
             keys = draw_distinct(n + (10 if family == "hier" else 0), sim, seed, candidates)
             name += f" candidates {candidates}" if candidates != 16 else ""
