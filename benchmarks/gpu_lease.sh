@@ -121,7 +121,7 @@ elif [ "$PART" = sizes ]; then
     done
   done
   wait
-  python3 benchmarks/seed_table.py "$OUT"/size*.md
+  for size in 112 224; do echo "thief at $size px:"; python3 benchmarks/seed_table.py "$OUT"/size$size-s*.md; done
   log "all done"; exit 0
 else
   step speed-warm python3 benchmarks/protect_speed.py --data $DATA --no-photos --repeats 1 --device $DEV --batch-size 256 --workers $W --warmup 32 ${SPEED%% --embed*}
