@@ -7,8 +7,8 @@ per key lives in a small space (frequency x orientation x 3 colours, a mirror im
 so 100 folders cannot all differ. Each variant ``FAMILY:N`` splits the 10 classes of ``train/imagenette``
 (150 per class: 1,200 train / 300 test, stratified, seed 0) into N/10 sub-folders, draws one texture per
 sub-folder (the least alike among 16 random candidates, as grouping.assign_distinct does among the 16
-nearest concepts), adds it within L-inf 8/255 at 224 px, downsamples to 64 px (``--image-size``) with Pillow bicubic and trains
-the small CNN (20 epochs) on the 10 class labels: a thief's classes that each hold several folders, as
+nearest concepts), adds it within L-inf 8/255 at 224 px, downsamples to 64 px (``--image-size``) with Pillow bicubic,
+trains the small CNN (20 epochs) on the 10 class labels: a thief's classes that each hold several folders, as
 caltech101 under ``clusters:20``. Families: ``grating`` (the construction shipped in v1: one square wave, 8-16
 cycles per short side, luminance-bearing colour signs), ``plaid`` (the sign of the sum of two such sine
 waves, one colour: full amplitude like a grating, but a 2-D pattern with two frequency vectors) and ``hier``
@@ -29,10 +29,10 @@ adds a row per defence, applied to the protected 64 px images as `verify` does. 
 the budget: the sign of a sine of the luminance Y, ``--cycles`` periods over Y's range 0-1, in the key's colour signs):
 it needs no spatial structure, so crops, resizing and blur leave it wherever the photo is smooth.
 ``halves`` is v4's layout (the key's grating in its colour across the top half, in grey at 6x the frequency across
-the bottom half; ``--cycles 2 4`` as shipped). ``octaves`` is a plaid of three waves an octave apart (the band, twice and
-four times it, each its own angle and phase), for thieves who train at different sizes: a victim learns a grating
-best at a period of a few of its own pixels (RESULTS.md, session 31). ``ar`` draws each image a fresh sample of its folder's autoregressive process (class-wise AR perturbations, on an
-``--ar-cells`` grid), ``arfix`` one sample per folder (both ~0 on resnet18-w16: RESULTS.md, session 29). Prints one
+the bottom half; ``--cycles 2 4`` as shipped). ``octaves`` is a plaid of three waves an octave apart (the band, twice
+and four times it, each its own angle and phase), for thieves who train at different sizes: a victim learns a
+grating best at a period of a few of its own pixels (RESULTS.md, session 31). ``ar`` draws each image a fresh sample
+of its folder's autoregressive process (class-wise AR perturbations, on an ``--ar-cells`` grid), ``arfix`` one sample per folder (both ~0 on resnet18-w16: RESULTS.md, session 29). Prints one
 markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
 clean and protected peak accuracy, score, and the per-epoch protected curve.
 """

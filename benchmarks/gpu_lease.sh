@@ -27,7 +27,9 @@ OUT=${OUT:-/tmp/gpu-out}; mkdir -p "$OUT"
 left() { echo $(( START + BUDGET - $(date +%s) )); }
 # sweep keeps its log out of $OUT (printed as written): its eight tables are the eight files a lease returns, even when
 # the lease's own limit cuts the script before its end
-LOG="$OUT/log.txt"; { [ "$PART" = sweep ] || [ "$PART" = sizes ]; } && LOG=/tmp/gpu-lease-log.txt
+# (sizes too: six tables); such parts also write each process's errors into its own table
+case $PART in sweep|sizes) OWN_TABLES=1 ;; *) OWN_TABLES=0 ;; esac
+LOG="$OUT/log.txt"; [ $OWN_TABLES = 1 ] && LOG=/tmp/gpu-lease-log.txt
 log() { echo "[$(( $(date +%s) - START )) s] $*" | tee -a "$LOG"; }
 if [ "${SMOKE:-0}" = 1 ]; then
   DEV=cpu; RECIPE="--max-per-class 4 --epochs 1 --victim resnet18"; SPEED="--small-count 20 --embed-batches 4 8"; W=2
@@ -44,7 +46,7 @@ step() {  # name, then the command; skipped when under 30 s are left
   local t=$(left)
   if [ "$t" -lt 30 ]; then log "skip $name ($t s left)"; return; fi
   log "start $name (limit $t s)"
-  local err="$OUT/errors.txt"; { [ "$PART" = sweep ] || [ "$PART" = sizes ]; } && err="$OUT/$name.md"  # each table its own errors
+  local err="$OUT/errors.txt"; [ $OWN_TABLES = 1 ] && err="$OUT/$name.md"
   timeout "$t" "$@" >> "$OUT/$name.md" 2>> "$err"
   RC=$?; log "end $name: rc $RC"
 }

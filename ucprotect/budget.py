@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:
     from .generator import PeriodicTexture
 
@@ -23,8 +25,6 @@ def apply_budget(images: torch.Tensor, delta: torch.Tensor, epsilon: float) -> t
 
 def check_epsilon_255(value: float) -> None:
     """Refuse a budget outside (0, 64] pixel units: one check for protect, verify and train."""
-    from .errors import ConfigError
-
     if not 0 < value <= 64:
         raise ConfigError(f"--epsilon {value}: must be in (0, 64] (pixel units of 0-255; default 8)")
 

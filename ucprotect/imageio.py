@@ -105,8 +105,7 @@ def find_images(root: Path, exclude: Path | None = None) -> tuple[list[Path], li
     seen = {os.path.realpath(root)}  # linked folders are followed, each real folder once (a link loop ends there)
     fence = os.path.realpath(exclude) if exclude is not None else None
 
-    def inside_fence(path: str) -> bool:
-        real = os.path.realpath(path)
+    def inside_fence(real: str) -> bool:  # ``real``: a path already resolved by os.path.realpath
         return fence is not None and (real == fence or real.startswith(fence + os.sep))
 
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
@@ -121,7 +120,7 @@ def find_images(root: Path, exclude: Path | None = None) -> tuple[list[Path], li
             if name.startswith(".") or TEMP_MARKER in name:
                 continue
             path = Path(dirpath) / name
-            if path.is_symlink() and inside_fence(str(path)):  # a linked file to one of our own outputs
+            if path.is_symlink() and inside_fence(os.path.realpath(path)):  # a linked file to one of our own outputs
                 continue
             (images if path.suffix.lower() in IMAGE_EXTENSIONS else others).append(path)
     return images, others
