@@ -12,10 +12,11 @@
 # `sweep` (session 25): seven layouts x three imagenette seeds, all defences, v4 on cifar10, and v4 at epsilon 4 (the
 # PSNR target) on three seeds, in one lease; at most 8 files come back, so each process writes its errors into its own
 # table file and the log goes to stdout only.
-# `sizes` (session 31, not run yet): the thief's training size on ResNet-18. On the CPU stand-in v4 fell from 0.54 at
-# 64 px to 0.27 at 112 px and 0.11 at 224 px, while a whole-photo grating of 16-32 cycles held 0.59 and 0.50 there
-# (RESULTS.md, session 31): v4 beside that grating (v3's keys), seeds 0-2, at 112 and 224 px, undefended and through
-# blur and down-up; six processes, two cores each.
+# `sizes` (sessions 31-32, not run yet): the thief's training size on ResNet-18. On the CPU stand-in, through `protect`
+# (RESULTS.md, session 32), v4 fell from 0.54 at 64 px to 0.27 at 112 px and 0.11 at 224 px, while one whole-photo
+# grating of 8-16 cycles (v1's band, v3's keys) held 0.49 and 0.46 there and kept v4's level against blur and down-up at
+# 64 px (16-32 cycles, session 31's candidate, held 0.67 at both sizes but fell to 0.13 through blur at 64 px): v4 beside
+# the 8-16 grating, seeds 0-2, at 112 and 224 px, undefended and through blur and down-up; six processes, two cores each.
 # `band24` (not run yet): the 2-4-cycle candidate of session 17 beside v3, three imagenette seeds, all five defences.
 # (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.
@@ -110,15 +111,15 @@ elif [ "$PART" = sweep ]; then
   log "all done"; exit 0
 elif [ "$PART" = sizes ]; then
   C=/tmp/cand; rm -rf $C; mkdir -p $C
-  python3 benchmarks/rescale_weights.py 16 32 $C/band1632.safetensors --weights weights/ucprotect-conse-v3.safetensors 2>&1 | tee -a "$LOG"
+  python3 benchmarks/rescale_weights.py 8 16 $C/band816.safetensors --weights weights/ucprotect-conse-v3.safetensors 2>&1 | tee -a "$LOG"
   cp weights/ucprotect-conse-v4.safetensors $C/v4.safetensors
-  [ -s $C/band1632.safetensors ] || { log "making the candidate failed"; exit 1; }
+  [ -s $C/band816.safetensors ] || { log "making the candidate failed"; exit 1; }
   export OMP_NUM_THREADS=2
   i=0
   for size in 112 224; do
     for seed in 0 1 2; do
       step size$size-s$seed $(cpus $i) $EFF --datasets $DATA/eval/imagenette --group-by folder --seed $seed --image-size $size \
-        --defenses blur:1.0 downup:0.5 --weights $C/v4.safetensors $C/band1632.safetensors &
+        --defenses blur:1.0 downup:0.5 --weights $C/v4.safetensors $C/band816.safetensors &
       i=$(( i + 1 ))
     done
   done
