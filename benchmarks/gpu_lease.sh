@@ -39,7 +39,7 @@ else
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/*.whl || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi
-DATA=/tmp/ucp-data; mkdir -p $DATA && tar -xzf .gpu/data.tar.gz -C $DATA
+DATA=/tmp/ucp-data; mkdir -p $DATA && tar -xzf .gpu/data.tar.gz -C $DATA || { echo "could not unpack .gpu/data.tar.gz (make it as the top of this script says)"; exit 1; }
 ENV=$({ nvidia-smi -L 2>&1; python3 -c "import sys, numpy, torch, PIL; print('python', sys.version.split()[0], 'numpy', numpy.__version__, 'torch', torch.__version__, 'pillow', PIL.__version__, 'cuda', torch.cuda.is_available())"; nproc; } 2>&1 | tr '\n' ' ')
 log "setup done: $ENV"
 step() {  # name, then the command; skipped when under 30 s are left
