@@ -32,9 +32,10 @@ it needs no spatial structure, so crops, resizing and blur leave it wherever the
 the bottom half; ``--cycles 2 4`` as shipped). ``octaves`` is a plaid of three waves an octave apart (the band, twice
 and four times it, each its own angle and phase), for thieves who train at different sizes: a victim learns a
 grating best at a period of a few of its own pixels (RESULTS.md, session 31). ``ar`` draws each image a fresh sample
-of its folder's autoregressive process (class-wise AR perturbations, on an ``--ar-cells`` grid), ``arfix`` one sample per folder (both ~0 on resnet18-w16: RESULTS.md, session 29). Prints one
-markdown row per variant and seed: PSNR, how alike the drawn textures are (worst pair, pairs over 0.5),
-clean and protected peak accuracy, score, and the per-epoch protected curve.
+of its folder's autoregressive process (class-wise AR perturbations, on an ``--ar-cells`` grid), ``arfix`` one
+sample per folder (both ~0 on resnet18-w16: RESULTS.md, session 29). Prints one markdown row per variant and seed:
+PSNR, how alike the drawn textures are (worst pair, pairs over 0.5), clean and protected peak accuracy, score, and
+the per-epoch protected curve.
 """
 from __future__ import annotations
 
