@@ -131,7 +131,8 @@ def test_photos_in_formats_not_read_are_counted_and_warned_about(tmp_path, weigh
                             "--device", "cpu", "--report", str(report)], env={"COLUMNS": "500"})
     assert r.exit_code == 0, r.output
     assert "2 not read, left as they are (.heic 1, .txt 1)" in r.output
-    assert "warning: 1 photos were NOT protected (.heic 1)" in r.output
+    assert "warning: 1 photo was NOT protected (.heic 1)" in r.output
+    assert "Convert it (e.g. to JPEG)" in r.output
     assert json.loads(report.read_text())["summary"]["left_out"] == {".heic": 1, ".txt": 1}
 
 

@@ -116,9 +116,13 @@ def _print_summary(console: Console, result, dry_run: bool) -> None:
     console.print(table)
     photos = result.photos_left_out
     if photos:
-        console.print(f"[bold yellow]warning:[/] {sum(photos.values())} photos {'will not be' if dry_run else 'were NOT'} "
-                      f"protected ({escape(_by_extension(photos))}): ucprotect reads JPEG, PNG, WebP, TIFF and BMP "
-                      "only. Convert them (e.g. to JPEG) and run again before you publish them.", highlight=False)
+        n = sum(photos.values())
+        subject = "1 photo" if n == 1 else f"{n} photos"
+        verb = "will not be" if dry_run else ("was NOT" if n == 1 else "were NOT")
+        them = "it" if n == 1 else "them"
+        console.print(f"[bold yellow]warning:[/] {subject} {verb} protected ({escape(_by_extension(photos))}): "
+                      f"ucprotect reads JPEG, PNG, WebP, TIFF and BMP only. Convert {them} (e.g. to JPEG) and run "
+                      f"again before you publish {them}.", highlight=False)
 
 
 def _by_extension(counts: dict[str, int]) -> str:
