@@ -15,8 +15,10 @@
 # `sizes` (sessions 31-32, not run yet): the thief's training size on ResNet-18. On the CPU stand-in, through `protect`
 # (RESULTS.md, session 32), v4 fell from 0.54 at 64 px to 0.27 at 112 px and 0.11 at 224 px on seed 1 (0.26 and 0.36 on
 # seed 2), while one whole-photo grating of 8-16 cycles (v1's band, v3's keys) held 0.49 and 0.46 there (0.33 and 0.55)
-# and kept v4's level against blur and down-up at 64 px (16-32 cycles, session 31's candidate, held 0.67 at both sizes but fell to 0.13 through blur at 64 px): v4 beside
-# the 8-16 grating, seeds 0-2, at 112 and 224 px, undefended and through blur and down-up; six processes, two cores each.
+# and kept v4's level against blur and down-up at 64 px (16-32 cycles, session 31's candidate, held 0.67 at both sizes
+# but fell to 0.13 through blur at 64 px): v4 beside the 8-16 grating, seeds 0-2, at 112 and 224 px, undefended and
+# through blur and down-up; six processes, two cores each. Since session 33 a v5 also needs ResNet-18 rows on cifar10
+# (the stand-in put 8-16 0.24 below v4 there on seed 1), which this part does not run.
 # `band24` (not run yet): the 2-4-cycle candidate of session 17 beside v3, three imagenette seeds, all five defences.
 # (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.

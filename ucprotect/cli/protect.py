@@ -117,9 +117,8 @@ def _print_summary(console: Console, result, dry_run: bool) -> None:
     photos = result.photos_left_out
     if photos:
         n = sum(photos.values())
-        subject = "1 photo" if n == 1 else f"{n} photos"
-        verb = "will not be" if dry_run else ("was NOT" if n == 1 else "were NOT")
-        them = "it" if n == 1 else "them"
+        subject, was, them = ("1 photo", "was NOT", "it") if n == 1 else (f"{n} photos", "were NOT", "them")
+        verb = "will not be" if dry_run else was
         console.print(f"[bold yellow]warning:[/] {subject} {verb} protected ({escape(_by_extension(photos))}): "
                       f"ucprotect reads JPEG, PNG, WebP, TIFF and BMP only. Convert {them} (e.g. to JPEG) and run "
                       f"again before you publish {them}.", highlight=False)
