@@ -7,6 +7,8 @@
     python benchmarks/rescale_weights.py 4 8 split.safetensors --luma-factor 3   # chroma at 4-8, grey at 12-24
     python benchmarks/rescale_weights.py 2 4 halves.safetensors --luma-factor 6 --split-layout halves
     python benchmarks/rescale_weights.py 2 4 hybrid.safetensors --luma-factor 6 --split-layout halves --split-min-px 4
+    python benchmarks/rescale_weights.py 8 16 band816-small.safetensors --weights weights/ucprotect-conse-v3.safetensors \
+        --split-min-px 6 --small-factor 0.5   # 8-16 cycles, but v3's 4-8 on photos under 96 px (as v4)
 
 Every key keeps its texture's orientation, phase and colour signs and its place within the band (the
 frequency logits are unchanged); only ``min_cycles``/``max_cycles`` change. A band that is the source's
@@ -18,8 +20,8 @@ band, beside the same wave at F x its frequency in luminance only, at half ampli
 with ``--split-layout halves`` each at full amplitude instead, the key's own colour wave in the image's top half and
 the grey wave in its bottom half (``--colour-rows R``: the colour wave on the top R of the rows instead of half), or
 with ``--split-layout channels`` each at full amplitude over the whole photo in its own channels; ``--split-min-px P``
-draws photos whose short side has under P pixels per period of the grey wave's top frequency as one colour wave over
-the whole photo at twice the band (``small_factor``).
+draws photos whose short side has under P pixels per period of the finest wave's top frequency (split: the grey wave;
+one wave: the band's) as one colour wave over the whole photo at ``--small-factor`` x the band (default the source's; 2).
 ``--oblique LO HI`` and ``--cardinal SPREAD`` move every key's orientation into LO-HI degrees from the rows, or to
 within SPREAD degrees of the nearer axis (both lost on resnet18-w16, 0.32 and 0.31 against v4's 0.54: RESULTS.md
 session 27; key choice sees the new likeness, so keys change).
@@ -68,7 +70,10 @@ def main() -> None:
     ap.add_argument("--colour-rows", type=float, default=None,
                     help="halves: the share of rows, from the top, that draw the colour wave (default: the source's; v4 0.5)")
     ap.add_argument("--split-min-px", type=float, default=None,
-                    help="halves: smaller photos draw the colour wave over the whole photo (default: the source's)")
+                    help="photos with fewer pixels a period of the finest wave draw the colour wave over the whole photo "
+                         "at --small-factor x the band (default: the source's)")
+    ap.add_argument("--small-factor", type=float, default=None,
+                    help="with --split-min-px: the small photos' band as a multiple of the band (default: the source's)")
     ap.add_argument("--oblique", type=float, nargs=2, default=None, metavar=("LO", "HI"),
                     help="map every wave's orientation, folded with its mirror image into 0-90 degrees from the rows, "
                          "linearly into LO-HI degrees (keeping its side of the vertical): photos hold less of their own "
@@ -80,7 +85,8 @@ def main() -> None:
     src = load_weights(args.weights)
     profile = {k: v for k, v in dict(sharpness=args.sharpness, luma_factor=args.luma_factor,
                                      chroma_sharpness=args.chroma_sharpness, split_layout=args.split_layout,
-                                     split_min_px=args.split_min_px, colour_rows=args.colour_rows).items() if v is not None}  # else the source's
+                                     split_min_px=args.split_min_px, small_factor=args.small_factor,
+                                     colour_rows=args.colour_rows).items() if v is not None}  # else the source's
     generator = create_generator(replace(src.config, min_cycles=args.min_cycles, max_cycles=args.max_cycles, **profile))
     generator.load_state_dict(src.generator.state_dict())
     if args.oblique:

@@ -168,6 +168,28 @@ def test_split_halves_draw_small_photos_as_one_colour_wave_at_twice_the_band():
         assert isinstance(hybrid.periodic_form(0, h, w), StackedTextures)
 
 
+def test_one_wave_textures_draw_small_photos_at_the_small_band():
+    """split_min_px on a one-wave texture: under 6 px x 16 cycles = 96 px, the 8-16 band x 0.5, i.e. exactly the one-wave
+    generator at 4-8 cycles (v3's texture on cifar10, as v4 draws it); larger photos the 8-16 band. Two-level textures
+    follow the same rule in both renderers."""
+    small_rule = create_generator(GeneratorConfig(seed=3, min_cycles=8.0, max_cycles=16.0, split_min_px=6.0, small_factor=0.5))
+    fine = create_generator(GeneratorConfig(seed=3, min_cycles=8.0, max_cycles=16.0))
+    coarse = create_generator(GeneratorConfig(seed=3, min_cycles=4.0, max_cycles=8.0))
+    keys = torch.tensor([0, 17, 999])
+    with torch.no_grad():
+        for (h, w), same in (((32, 32), coarse), ((95, 300), coarse), ((96, 96), fine), ((160, 213), fine)):
+            assert torch.equal(small_rule.render(keys, h, w), same.render(keys, h, w))
+            for key in keys.tolist():
+                mine, theirs = small_rule.periodic_form(key, h, w), same.periodic_form(key, h, w)
+                assert torch.equal(mine.table, theirs.table) and np.array_equal(mine.index(), theirs.index())
+            texture = small_rule.periodic_form(0, h, w, shared=5)
+            dense = small_rule.render(torch.tensor([0]), h, w, shared=torch.tensor([5]))[0]
+            assert float((dense - texture.table[torch.from_numpy(texture.index())].permute(2, 0, 1)).abs().max()) < 0.15  # 512 bins a wave, as above
+            assert torch.equal(dense, same.render(torch.tensor([0]), h, w, shared=torch.tensor([5]))[0])
+    plaid = create_generator(GeneratorConfig(seed=3, components=2, split_min_px=6.0, small_factor=0.5))
+    assert not plaid.small_photo(32, 32)  # no small form: drawn as it always was
+
+
 def test_soft_colour_textures_keep_the_square_wave_luminance():
     square, soft = create_generator(GeneratorConfig(seed=3)), create_generator(GeneratorConfig(seed=3, chroma_sharpness=1.0))
     keys, h, w = torch.tensor([0, 17, 999]), 64, 96

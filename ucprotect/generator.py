@@ -21,7 +21,8 @@ Two registered architectures:
   amplitude in different places, the key's colour wave in the image's top half and the grey wave in its bottom
   half (session 19: a steadier floor against the defences than v3's; shipped as v4). ``split_min_px`` keeps
   the halves off photos too small for the grey wave (v4: under 96 px, where it protected cifar10 far less than
-  v3, session 20): those get the key's colour wave over the whole photo at twice the band, v3's texture.
+  v3, session 20): those get the key's colour wave over the whole photo at twice the band, v3's texture. The same
+  setting gives a one-wave texture a coarser band on small photos (``small_factor`` 0.5 on 8-16 cycles: v3's 4-8).
   ``split_layout = "channels"`` puts the two waves in different channels instead, each over the whole photo at
   full amplitude (the band's wave red against blue, the fine wave in green): level with the halves (session 24).
 * ``resnet``: the paper's design scaled down: conv encoder, the embedding broadcast and concatenated
@@ -68,9 +69,10 @@ class GeneratorConfig:
     # "channels" (full amplitude each, everywhere, in different channels: the band's wave red against blue, the fine
     # wave in green, the channel that carries most of the luminance)
     colour_rows: float = 0.5  # halves: the share of the photo's rows, from the top, that draw the colour wave
-    split_min_px: float = 0.0  # halves: a photo whose short side has fewer pixels than this per period of the grey
-    # wave's top frequency (max_cycles x luma_factor), too few to draw that wave cleanly, draws the key's colour wave over
-    # the whole photo at small_factor x the band instead (v4: 4 px, so under 96 px: v3's texture); 0: halves always
+    split_min_px: float = 0.0  # a photo whose short side has fewer pixels than this per period of the texture's finest
+    # wave (halves or channels: the grey wave, max_cycles x luma_factor; one wave: max_cycles), too few to draw it
+    # cleanly, draws the key's colour wave over the whole photo at small_factor x the band instead (v4: 4 px and 2 x,
+    # so under 96 px: v3's texture; a one-wave 8-16 band with 6 px and 0.5 x: the same); 0: never
     small_factor: float = 2.0
     mask_floor: float = 1.0  # amplitude on perfectly flat areas (1.0 = no contrast masking)
     mask_ref: float = 0.08  # local std (in [0,1] units) at which full amplitude is reached
@@ -339,11 +341,20 @@ class ConceptTextureGenerator(_KeyedGenerator):
         """The split layout drawn ("blend", "halves" or "channels"), or "" for one wave in the key's colours."""
         return self.config.split_layout if self.config.luma_factor > 0 else ""
 
-    def whole_photo_colour(self, height: int, width: int) -> bool:
-        """Split halves (or channels) on a photo too small for the fine wave (``split_min_px``): one colour wave over it all."""
+    def small_photo(self, height: int, width: int) -> bool:
+        """A photo too small for the texture's finest wave (under ``split_min_px`` pixels a period): drawn as the key's
+        colour wave over all of it at ``small_factor`` x the band. The finest wave is the grey one of split halves or
+        channels (v4), or a one-wave texture's own band; other textures have no small form."""
         c = self.config
-        return (self.layout in ("halves", "channels") and c.split_min_px > 0
-                and min(height, width) < c.split_min_px * c.max_cycles * c.luma_factor)
+        if c.split_min_px <= 0:
+            return False
+        if self.layout in ("halves", "channels"):
+            finest = c.max_cycles * c.luma_factor
+        elif self.layout == "" and c.components == 1 and c.chroma_sharpness <= 0:
+            finest = c.max_cycles
+        else:
+            return False
+        return min(height, width) < c.split_min_px * finest
 
     def luma_chroma_colours(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The keys' colour signs (B x 3) as a grey part (their luminance in every channel) plus the rest."""
@@ -392,12 +403,13 @@ class ConceptTextureGenerator(_KeyedGenerator):
             raise ConfigError("split or soft-colour textures have no two-level form: protect without --super-groups")
         if self.config.chroma_sharpness > 0 and (self.config.components > 1 or self.config.luma_factor > 0):
             raise ConfigError("chroma_sharpness is for one-wave textures only")
-        if two:
+        if two:  # (on a small photo both waves at small_factor x their frequency, as periodic_form draws them)
+            f = self.config.small_factor if self.small_photo(height, width) else 1.0
             colour_keys = torch.where(shared >= 0, shared, keys)
-            arg = sine(keys)[:, :1] + torch.where((shared >= 0)[:, None, None, None], sine(shared.clamp(min=0))[:, :1], 0.0)
+            arg = sine(keys, f)[:, :1] + torch.where((shared >= 0)[:, None, None, None], sine(shared.clamp(min=0), f)[:, :1], 0.0)
             wave = torch.tanh(arg.mul_(sharp))
             colour = torch.tanh(self.colour[colour_keys][:, :1]) / math.tanh(sharp)
-        elif self.whole_photo_colour(height, width):  # a small photo: the colour wave everywhere, a finer band
+        elif self.small_photo(height, width):  # a small photo: the colour wave everywhere, at small_factor x the band
             wave, colour = one_wave(self.config.small_factor)
         elif self.config.luma_factor > 0 and self.config.split_layout == "halves":  # colour above, grey below
             if offset != (0.0, 0.0) or scale != 1.0:
@@ -440,7 +452,7 @@ class ConceptTextureGenerator(_KeyedGenerator):
         split = self.config.luma_factor > 0
         if shared >= 0 and not self.two_level:
             return None
-        small = self.whole_photo_colour(height, width)  # drawn as one colour wave at small_factor x the band
+        small = self.small_photo(height, width)  # drawn as one colour wave at small_factor x the band
         split = split and not small
         if self.config.components == 2:  # (key, wave) pairs
             waves = [(key, 0), (key, 1)]
