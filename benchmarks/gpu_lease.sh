@@ -18,7 +18,9 @@
 # and kept v4's level against blur and down-up at 64 px (16-32 cycles, session 31's candidate, held 0.67 at both sizes
 # but fell to 0.13 through blur at 64 px): v4 beside the 8-16 grating, seeds 0-2, at 112 and 224 px, undefended and
 # through blur and down-up; six processes, two cores each. Since session 33 a v5 also needs ResNet-18 rows on cifar10
-# (the stand-in put 8-16 0.24 below v4 there on seed 1), which this part does not run.
+# within 0.10 of v4's (the stand-in put 8-16 0.24 below v4 there on seed 1): since session 34 the candidate draws v3's
+# 4-8 cycles on photos under 96 px as v4 does (--split-min-px 6 --small-factor 0.5), so it writes v4's bytes on cifar10
+# and band816's on imagenette (benchmarks/same_pixels.py), and v4's cifar10 rows are its own.
 # `band24` (not run yet): the 2-4-cycle candidate of session 17 beside v3, three imagenette seeds, all five defences.
 # (Two-scale plaids were dropped: held out, JPEG 75 erased them; RESULTS.md session 11.)
 # SMOKE=1 runs the same steps tiny on the CPU, to check the script before spending device time.
@@ -113,7 +115,8 @@ elif [ "$PART" = sweep ]; then
   log "all done"; exit 0
 elif [ "$PART" = sizes ]; then
   C=/tmp/cand; rm -rf $C; mkdir -p $C
-  python3 benchmarks/rescale_weights.py 8 16 $C/band816.safetensors --weights weights/ucprotect-conse-v3.safetensors 2>&1 | tee -a "$LOG"
+  python3 benchmarks/rescale_weights.py 8 16 $C/band816.safetensors --weights weights/ucprotect-conse-v3.safetensors \
+    --split-min-px 6 --small-factor 0.5 2>&1 | tee -a "$LOG"  # (v3's 4-8 cycles under 96 px, as v4: cifar10 is v4's)
   cp weights/ucprotect-conse-v4.safetensors $C/v4.safetensors
   [ -s $C/band816.safetensors ] || { log "making the candidate failed"; exit 1; }
   export OMP_NUM_THREADS=2
