@@ -115,16 +115,16 @@ elif [ "$PART" = sweep ]; then
   log "all done"; exit 0
 elif [ "$PART" = sizes ]; then
   C=/tmp/cand; rm -rf $C; mkdir -p $C
-  python3 benchmarks/rescale_weights.py 8 16 $C/band816.safetensors --weights weights/ucprotect-conse-v3.safetensors \
+  python3 benchmarks/rescale_weights.py 8 16 $C/band816-small.safetensors --weights weights/ucprotect-conse-v3.safetensors \
     --split-min-px 6 --small-factor 0.5 2>&1 | tee -a "$LOG"  # (v3's 4-8 cycles under 96 px, as v4: cifar10 is v4's)
   cp weights/ucprotect-conse-v4.safetensors $C/v4.safetensors
-  [ -s $C/band816.safetensors ] || { log "making the candidate failed"; exit 1; }
+  [ -s $C/band816-small.safetensors ] || { log "making the candidate failed"; exit 1; }
   export OMP_NUM_THREADS=2
   i=0
   for size in 112 224; do
     for seed in 0 1 2; do
       step size$size-s$seed $(cpus $i) $EFF --datasets $DATA/eval/imagenette --group-by folder --seed $seed --image-size $size \
-        --defenses blur:1.0 downup:0.5 --weights $C/v4.safetensors $C/band816.safetensors &
+        --defenses blur:1.0 downup:0.5 --weights $C/v4.safetensors $C/band816-small.safetensors &
       i=$(( i + 1 ))
     done
   done
