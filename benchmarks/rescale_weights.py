@@ -100,8 +100,11 @@ def main() -> None:
     save_weights(args.out, generator, src.backbone, src.backbone_tensors, src.concept_names, src.coarse_keys, src.metadata)
     before, after = src.generator.texture_similarity(), generator.texture_similarity()
     cycles = generator.cycles().detach()
+    small_px = generator.small_photo_px()  # shown, as it may be inherited: a one-wave file from v4 keeps v4's 4 and 2x
+    small = (f"; photos under {small_px:g} px draw {generator.config.small_factor:g} x the band" if small_px
+             else "; no small-photo form")
     print(f"{args.out}: {float(cycles.min()):.2f}-{float(cycles.max()):.2f} cycles, sharpness {generator.config.sharpness:g}; "
-          f"largest change in texture likeness {float((before - after).abs().max()):.1e}")
+          f"largest change in texture likeness {float((before - after).abs().max()):.1e}{small}")
 
 
 if __name__ == "__main__":

@@ -188,6 +188,7 @@ def test_one_wave_textures_draw_small_photos_at_the_small_band():
             assert torch.equal(dense, same.render(torch.tensor([0]), h, w, shared=torch.tensor([5]))[0])
     plaid = create_generator(GeneratorConfig(seed=3, components=2, split_min_px=6.0, small_factor=0.5))
     assert not plaid.small_photo(32, 32)  # no small form: drawn as it always was
+    assert small_rule.small_photo_px() == 96.0 and plaid.small_photo_px() == 0.0 and fine.small_photo_px() == 0.0
 
 
 def test_soft_colour_textures_keep_the_square_wave_luminance():

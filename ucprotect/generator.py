@@ -341,20 +341,23 @@ class ConceptTextureGenerator(_KeyedGenerator):
         """The split layout drawn ("blend", "halves" or "channels"), or "" for one wave in the key's colours."""
         return self.config.split_layout if self.config.luma_factor > 0 else ""
 
-    def small_photo(self, height: int, width: int) -> bool:
-        """A photo too small for the texture's finest wave (under ``split_min_px`` pixels a period): drawn as the key's
-        colour wave over all of it at ``small_factor`` x the band. The finest wave is the grey one of split halves or
-        channels (v4), or a one-wave texture's own band; other textures have no small form."""
+    def small_photo_px(self) -> float:
+        """The short side, in pixels, under which a photo is too small for the texture's finest wave (under
+        ``split_min_px`` pixels a period); 0 when the texture has no small form. The finest wave is the grey one of
+        split halves or channels (v4), or a one-wave texture's own band; other textures have no small form."""
         c = self.config
         if c.split_min_px <= 0:
-            return False
+            return 0.0
         if self.layout in ("halves", "channels"):
-            finest = c.max_cycles * c.luma_factor
-        elif self.layout == "" and c.components == 1 and c.chroma_sharpness <= 0:
-            finest = c.max_cycles
-        else:
-            return False
-        return min(height, width) < c.split_min_px * finest
+            return c.split_min_px * c.max_cycles * c.luma_factor
+        if self.layout == "" and c.components == 1 and c.chroma_sharpness <= 0:
+            return c.split_min_px * c.max_cycles
+        return 0.0
+
+    def small_photo(self, height: int, width: int) -> bool:
+        """A photo under ``small_photo_px``: drawn as the key's colour wave over all of it at ``small_factor`` x the
+        band."""
+        return min(height, width) < self.small_photo_px()
 
     def luma_chroma_colours(self, keys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The keys' colour signs (B x 3) as a grey part (their luminance in every channel) plus the rest."""
