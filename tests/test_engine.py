@@ -256,16 +256,17 @@ def test_shipped_weights_protect_within_budget(photo_tree, tmp_path):
     if path is None or not path.exists():
         pytest.skip(f"{DEFAULT_WEIGHTS_NAME} not found beside the package")
     shipped = Protector.from_file(device="cpu")
-    assert shipped.generator.config.split_layout == "halves"  # v4: colour wave above, grey wave below,
-    assert shipped.generator.config.split_min_px == 4.0  # and v3's texture on photos under 96 px
+    config = shipped.generator.config
+    assert (config.min_cycles, config.max_cycles, config.luma_factor) == (8.0, 16.0, 0.0)  # v5: one colour wave,
+    assert (config.split_min_px, config.small_factor) == (6.0, 0.5)  # and v3's 4-8 cycles on photos under 96 px
     result = protect_folder(photo_tree, tmp_path / "out", shipped, ProtectOptions(format="png"))
     assert result.failed == 0 and result.count("done") == 4
     assert all(0 < row.linf <= 8 and row.psnr > 28 for row in result.rows)
     for row in result.rows:
         out = np.asarray(Image.open(row.output).convert("RGB")).astype(int)
         delta = out - np.asarray(load_photo(Path(row.input)).pixels).astype(int)
-        low = delta[delta.shape[0] * 3 // 4:]
-        assert (low[..., 0] == low[..., 1]).mean() > 0.95  # grey in the bottom half (clipping at 0/255 aside)
+        for part in (delta[: delta.shape[0] // 4], delta[delta.shape[0] * 3 // 4:]):  # colour top and bottom (v4: grey below)
+            assert ((part[..., 0] == part[..., 1]) & (part[..., 1] == part[..., 2])).mean() < 0.5
 
 
 def test_resume_with_other_shipped_weights_names_them(photo_tree, tmp_path):

@@ -371,9 +371,9 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     if opts.super_groups < 0:
         raise ConfigError(f"--super-groups {opts.super_groups}: needs N >= 0 (0: no super-groups)")
     if opts.super_groups and protector is not None and not protector.generator.two_level:
-        raise ConfigError(f"--super-groups {opts.super_groups}: these weights draw no two-level textures (the shipped v4 "
+        raise ConfigError(f"--super-groups {opts.super_groups}: these weights draw no two-level textures (v4, for one, "
                           "draws two textures side by side); protect without --super-groups, or with weights that "
-                          "do, e.g. --weights weights/ucprotect-conse-v3.safetensors")
+                          "do, e.g. the shipped default or --weights weights/ucprotect-conse-v3.safetensors")
     if opts.keys_only and mode not in ("folder", "cluster"):
         raise ConfigError(f"--keys-only: grouping is {mode!r}; keys are recorded for folder and cluster grouping only")
     shard_key = (lambda r: r.parent.as_posix()) if mode == "folder" else (lambda r: r.as_posix())

@@ -19,7 +19,7 @@ from .imageio import write_atomic
 
 FORMAT = "ucprotect-generator"
 FORMAT_VERSION = 1
-DEFAULT_WEIGHTS_NAME = "ucprotect-conse-v4.safetensors"
+DEFAULT_WEIGHTS_NAME = "ucprotect-conse-v5.safetensors"
 
 
 @dataclass
