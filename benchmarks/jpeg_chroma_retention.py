@@ -1,15 +1,17 @@
-"""Proxy: how much of a coloured grating's chrominance a thief's JPEG 75 leaves at the victim's 64 px (seconds, CPU).
+"""Proxy: how much of a coloured grating's chrominance a thief's JPEG 75 leaves at the victim's size (seconds, CPU).
 
-    python benchmarks/jpeg_chroma_retention.py
+    python benchmarks/jpeg_chroma_retention.py                                # the 64 px victim
+    python benchmarks/jpeg_chroma_retention.py --size 112 --cycles 8 12 16    # v5's band for a 112 px thief
 
-A (1, 1, -1) square-wave grating at L-inf 8/255 on a noisy mid-grey 64 px square (noise sd 6, so quantisation is
+A (1, 1, -1) square-wave grating at L-inf 8/255 on a noisy mid-grey square (64 px unless --size) (noise sd 6, so quantisation is
 dithered as on photos), averaged over six phases, through JPEG quality 75 with 4:2:0 and with 4:4:4 chroma. Printed
 per frequency and angle: the JPEG'd signal's chrominance projected on the original's (1: all kept), and the same for
-its luminance under 4:2:0. With 4:2:0 a chroma block spans 16 px of a 64 px image, so a wave of c cycles sits at DCT
-frequency c/4 of it, where chroma quantisation steps grow fast.
+its luminance under 4:2:0. With 4:2:0 a chroma block spans 16 px, so a wave of c cycles on an S px image sits at DCT
+frequency 16c/S of it, where chroma quantisation steps grow fast.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -33,17 +35,22 @@ def kept(before: np.ndarray, after: np.ndarray) -> float:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, default=64, help="the thief's training size in px (the square's side)")
+    ap.add_argument("--cycles", type=float, nargs="+", default=[2, 3, 4, 6, 8, 12], help="cycles per short side")
+    args = ap.parse_args()
+    size = args.size
     rng = np.random.default_rng(0)
-    base = np.clip(128 + rng.normal(0, 6, (64, 64, 3)), 0, 255)
-    yy, xx = np.mgrid[0:64, 0:64] + 0.5
+    base = np.clip(128 + rng.normal(0, 6, (size, size, 3)), 0, 255)
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
     chroma = lambda d: d - (d @ LUMA)[..., None]
     print("| cycles per short side | angle (rad) | chrominance kept, 4:2:0 | 4:4:4 | luminance kept, 4:2:0 |")
     print("|---|---|---|---|---|")
-    for cycles in (2, 3, 4, 6, 8, 12):
+    for cycles in args.cycles:
         for angle in (0.0, 0.6):
             rows: dict[str, list[float]] = {"420": [], "444": [], "luma": []}
             for phase in np.linspace(0, 2 * np.pi, 6, endpoint=False):
-                wave = np.tanh(8 * np.sin(2 * np.pi * cycles * (np.cos(angle) * xx + np.sin(angle) * yy) / 64 + phase))
+                wave = np.tanh(8 * np.sin(2 * np.pi * cycles * (np.cos(angle) * xx + np.sin(angle) * yy) / size + phase))
                 protected = np.clip(np.round(base + 8 * wave[..., None] * np.array([1, 1, -1.0])), 0, 255).astype(np.uint8)
                 clean = np.clip(np.round(base), 0, 255).astype(np.uint8)
                 before = protected.astype(np.float32) - clean
@@ -52,7 +59,7 @@ def main() -> None:
                     rows[name].append(kept(chroma(before), chroma(after)))
                     if name == "420":
                         rows["luma"].append(kept(before @ LUMA, after @ LUMA))
-            print(f"| {cycles} | {angle:.1f} | {np.mean(rows['420']):.2f} | {np.mean(rows['444']):.2f} | {np.mean(rows['luma']):.2f} |")
+            print(f"| {cycles:g} | {angle:.1f} | {np.mean(rows['420']):.2f} | {np.mean(rows['444']):.2f} | {np.mean(rows['luma']):.2f} |")
 
 
 if __name__ == "__main__":
