@@ -3,8 +3,8 @@
     python benchmarks/jpeg_chroma_retention.py                                # the 64 px victim
     python benchmarks/jpeg_chroma_retention.py --size 112 --cycles 8 12 16    # v5's band for a 112 px thief
 
-A (1, 1, -1) square-wave grating at L-inf 8/255 on a noisy mid-grey square (64 px unless --size) (noise sd 6, so quantisation is
-dithered as on photos), averaged over six phases, through JPEG quality 75 with 4:2:0 and with 4:4:4 chroma. Printed
+A (1, 1, -1) square-wave grating at L-inf 8/255 on a noisy mid-grey square of --size px (default 64; noise sd 6, so
+quantisation is dithered as on photos), averaged over six phases, through JPEG quality 75 with 4:2:0 and with 4:4:4 chroma. Printed
 per frequency and angle: the JPEG'd signal's chrominance projected on the original's (1: all kept), and the same for
 its luminance under 4:2:0. With 4:2:0 a chroma block spans 16 px, so a wave of c cycles on an S px image sits at DCT
 frequency 16c/S of it, where chroma quantisation steps grow fast.
