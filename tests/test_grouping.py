@@ -91,3 +91,27 @@ def test_key_candidates_reach_folder_and_cluster_key_choice():
     assert spread.keys.tolist() != near.keys.tolist()
     clustered = assign_keys(emb, paths, "cluster", keys, coarse, clusters=5, texture_similarity=tex, key_candidates=None)
     assert len(set(clustered.keys.tolist())) == 5
+
+
+def test_silhouette_count_finds_the_collections_groups():
+    """``--group-by cluster``'s default count: six tight concept groups of uneven size are found as six
+    clusters, where round(sqrt n) would have split them into 12; each group then carries one key. (With more
+    groups single-start k-means sometimes merges two: benchmarks/silhouette_fixtures.py.)"""
+    from pathlib import Path
+
+    from ucprotect.clustering import silhouette_count
+    from ucprotect.grouping import assign_keys
+
+    gen = torch.Generator().manual_seed(3)
+    centres = torch.nn.functional.normalize(torch.randn(6, 32, generator=gen), dim=-1)
+    sizes = [15, 25, 30, 40, 30, 20]
+    truth = torch.cat([torch.full((n,), i) for i, n in enumerate(sizes)])
+    emb = torch.nn.functional.normalize(centres[truth] + 0.05 * torch.randn(len(truth), 32, generator=gen), dim=-1)
+    assert silhouette_count(emb) == 6
+    assert silhouette_count(emb[:1]) == 1 and silhouette_count(emb[:2]) == 2  # too few photos to score a split
+    keys = torch.nn.functional.normalize(torch.randn(1000, 32, generator=gen), dim=-1)
+    paths = [Path(f"{i}.jpg") for i in range(len(truth))]
+    chosen = assign_keys(emb, paths, "cluster", keys, torch.arange(1000))
+    assert len(set(chosen.keys.tolist())) == 6
+    for g in range(6):  # one key per true group
+        assert len(set(chosen.keys[truth == g].tolist())) == 1

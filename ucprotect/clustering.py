@@ -1,5 +1,8 @@
-"""Seeded spherical k-means, used for concept groups, collection grouping and label-agnostic labels."""
+"""Seeded spherical k-means, used for concept groups, collection grouping and label-agnostic labels, and the
+silhouette that picks a collection's cluster count without labels."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -35,3 +38,36 @@ def kmeans(x: torch.Tensor, k: int, seed: int = 0, iters: int = 50) -> tuple[tor
             if len(members):
                 c[j] = F.normalize(members.mean(0), dim=0)
     return labels, c
+
+
+def silhouette(x: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean silhouette with cosine distance: how much nearer each point is to its own cluster than to the
+    next nearest (-1 to 1). A point alone in its cluster counts 0, as is usual."""
+    x = F.normalize(x.float(), dim=-1)
+    k = int(labels.max()) + 1
+    onehot = F.one_hot(labels, k).float()
+    count = onehot.sum(0)
+    total = x @ (x.T @ onehot)  # N x k: summed similarity to each cluster's members
+    n_own = count[labels]
+    own = (total.gather(1, labels[:, None]).squeeze(1) - (x * x).sum(1)) / (n_own - 1).clamp(min=1)  # others only
+    other = (total / count.clamp(min=1)).masked_fill(onehot.bool() | (count == 0)[None], -2).amax(1)
+    s = (own - other) / torch.maximum(1 - other, 1 - own).clamp(min=1e-8)
+    return float(torch.where(n_own > 1, s, torch.zeros_like(s)).mean())
+
+
+def candidate_counts(n: int) -> list[int]:
+    """Cluster counts worth trying for ``n`` points: 2 to 2 sqrt(n) (at most 256), about 12 % apart, below n."""
+    top = max(2, min(256, round(2 * math.sqrt(n))))
+    return [k for k in sorted({max(2, round(2 * 1.12 ** i)) for i in range(64)}) if k <= top and k < n]
+
+
+def silhouette_count(x: torch.Tensor, seed: int = 0, sample: int = 2000) -> int:
+    """The cluster count whose k-means clustering has the best silhouette (on at most ``sample`` points).
+
+    Why not sqrt(n): a thief's classes decide what protects, and each should carry one pattern; sqrt(n) splits
+    a 1,200-photo, ten-class collection into 35 clusters, the silhouette finds about the classes
+    (benchmarks/cluster_count.py; benchmarks/results/RESULTS.md, session 38)."""
+    if len(x) > sample:
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:sample]]
+    scores = {k: silhouette(x, kmeans(x, k, seed=seed)[0]) for k in candidate_counts(len(x))}
+    return max(scores, key=scores.get) if scores else max(1, len(x))

@@ -358,7 +358,7 @@ def protect_folder(src: str | Path, dst: str | Path, protector: Protector, optio
     if opts.metadata not in imageio.METADATA_POLICIES:
         raise ConfigError(f"--metadata {opts.metadata}: choose {', '.join(imageio.METADATA_POLICIES)}")
     require_at_least(("--batch-size", opts.batch_size, 1), ("--max-pixels", opts.max_pixels, 1),
-                     ("--clusters", opts.clusters, 1))  # --clusters None: the default, ~sqrt(n)
+                     ("--clusters", opts.clusters, 1))  # --clusters None: the silhouette's count
     emit = on_event or (lambda *_: None)
     t0 = time.perf_counter()
     src, dst = check_paths(Path(src), Path(dst))

@@ -17,14 +17,13 @@ sets it cost folder labels about 0.1 of score and gained nothing measurable for 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from .clustering import kmeans
+from .clustering import kmeans, silhouette_count
 from .errors import ConfigError
 from .keyfile import KeyRecord
 
@@ -58,10 +57,6 @@ def folder_sample(rel_paths: list[Path], per_folder: int) -> list[int]:
         else:
             chosen += [idx[round(j * (len(idx) - 1) / (per_folder - 1))] for j in range(per_folder)] if per_folder > 1 else idx[:1]
     return sorted(chosen)
-
-
-def default_clusters(n: int) -> int:
-    return max(2, min(256, round(math.sqrt(n))))
 
 
 @dataclass
@@ -170,7 +165,7 @@ def assign_keys(embeddings: torch.Tensor, rel_paths: list[Path], mode: str, key_
         shared = record.cluster_shared or [-1] * len(record.cluster_keys)
         return Assignment(torch.tensor(record.cluster_keys, dtype=torch.long)[index], torch.tensor(shared, dtype=torch.long)[index],
                           [f"cluster:{i}" for i in index.tolist()])
-    k = clusters or default_clusters(len(rel_paths))
+    k = clusters or silhouette_count(embeddings, seed)
     index, _ = kmeans(embeddings, k, seed=seed)
     groups = [f"cluster:{i}" for i in range(int(index.max()) + 1)]
     means = F.normalize(torch.stack([embeddings[index == g].mean(0) if (index == g).any() else embeddings[0]

@@ -28,7 +28,7 @@ def protect(
     weights: WeightsOpt = None,
     epsilon: EpsilonOpt = 8.0,
     group_by: Annotated[str, typer.Option(help="auto, folder, cluster or none: which photos share a pattern.")] = "auto",
-    clusters: Annotated[Optional[int], typer.Option(help="Number of clusters for --group-by cluster (default ~sqrt(n)).")] = None,
+    clusters: Annotated[Optional[int], typer.Option(help="Number of clusters for --group-by cluster (default: the count that separates the photos best, by silhouette).")] = None,
     super_groups: Annotated[int, typer.Option(help="Gather similar folders/clusters into N super-groups that share half their pattern, for someone who sorts more coarsely than your groups (e.g. ~sqrt of the number of folders; 0: none). Costs protection against sorting by your groups. Needs weights that draw two-level textures (the default v5 and v3 do; v4 does not).")] = 0,
     key_candidates: Annotated[int, typer.Option(min=0, help="Each new folder/cluster takes, of the N concepts nearest its photos, the one whose pattern is least like those already given out (0: of all concepts, the most distinct patterns).")] = 16,
     format: Annotated[Optional[str], typer.Option("--format", help="Force png, jpeg or webp output.")] = None,
