@@ -97,14 +97,14 @@ def main() -> None:
                          "is ~10 min on a 2-core CPU)")
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                     help="victim precision (default: bf16 on CUDA only; --bf16 on a CPU with AMX is ~4x faster)")
-    ap.add_argument("--cluster-count", choices=["sqrt", "silhouette"], default="sqrt",
-                    help="--group-by cluster: protect's round(sqrt n) clusters, or the count with the best silhouette "
-                         "(benchmarks/cluster_count.py; an experiment, not protect's behaviour)")
+    ap.add_argument("--cluster-count", choices=["silhouette", "sqrt"], default="silhouette",
+                    help="--group-by cluster: protect's count (the best silhouette, since session 39), or round(sqrt n), "
+                         "its rule up to session 37 (benchmarks/cluster_count.py)")
     args = ap.parse_args()
-    if args.cluster_count == "silhouette":
-        from cluster_count import use_silhouette_count
+    if "cluster" in args.group_by:
+        from cluster_count import use_count
 
-        use_silhouette_count()
+        use_count(args.cluster_count)
     recipe = PRESETS["standard" if args.full else "quick"]
     recipe = replace(recipe, **{k: v for k, v in dict(victim=args.victim, epochs=args.epochs, image_size=args.image_size).items() if v})
     if args.seed is not None:
@@ -145,8 +145,8 @@ def main() -> None:
             grouping += f" (epsilon {args.epsilon:g})"
         if args.key_candidates != KEY_CANDIDATES:
             grouping += f" (key candidates {args.key_candidates or 'all'})"
-        by_silhouette = group_by == "cluster" and args.cluster_count == "silhouette"
-        grouping += " (by silhouette)" if by_silhouette else ""
+        by_sqrt = group_by == "cluster" and args.cluster_count == "sqrt"
+        grouping += " (√n clusters)" if by_sqrt else ""
         first = group_by == args.group_by[0] and super_groups == args.super_groups[0]
         defenses = args.defenses if (labels == "folders" and first) else []
         t0 = time.perf_counter()
@@ -155,7 +155,7 @@ def main() -> None:
                                    labels=labels, defenses=defenses, max_per_class=max_per_class, clean_cache=clean_cache,
                                    device=victim_device, on_progress=on_progress,
                                    protected_id=protected_id(weights, group_by, super_groups, args.epsilon, args.key_candidates)
-                                   + (" count silhouette" if by_silhouette else ""),
+                                   + (" count sqrt" if by_sqrt else ""),
                                    defended_baselines=args.defended_baselines)
         clean = report.run("clean").peak
         for r in report.runs[1:]:
