@@ -115,3 +115,21 @@ def test_silhouette_count_finds_the_collections_groups():
     assert len(set(chosen.keys.tolist())) == 6
     for g in range(6):  # one key per true group
         assert len(set(chosen.keys[truth == g].tolist())) == 1
+
+
+def test_auto_grouping_picks_folders_then_clusters_then_single_photos():
+    """``auto`` as measured (RESULTS.md, session 39): folders when there are two or more, a flat folder of 8+
+    photos clustered, fewer photos keyed one by one."""
+    from pathlib import Path
+
+    import pytest
+
+    from ucprotect.errors import ConfigError
+    from ucprotect.grouping import resolve_mode
+
+    assert resolve_mode("auto", [Path("a/1.jpg"), Path("b/2.jpg")]) == "folder"
+    assert resolve_mode("auto", [Path(f"{i}.jpg") for i in range(8)]) == "cluster"
+    assert resolve_mode("auto", [Path(f"{i}.jpg") for i in range(7)]) == "none"
+    assert resolve_mode("none", [Path("a/1.jpg"), Path("b/2.jpg")]) == "none"
+    with pytest.raises(ConfigError, match="--group-by"):
+        resolve_mode("kind", [])
