@@ -66,7 +66,8 @@ def silhouette_count(x: torch.Tensor, seed: int = 0, sample: int = 2000) -> int:
 
     Why not sqrt(n): a thief's classes decide what protects, and each should carry one pattern; sqrt(n) splits
     a 1,200-photo, ten-class collection into 35 clusters, the silhouette finds about the classes
-    (benchmarks/cluster_count.py; benchmarks/results/RESULTS.md, sessions 38-39)."""
+    (benchmarks/cluster_count.py; benchmarks/results/RESULTS.md, sessions 38-39). Scoring a sample keeps it a few
+    seconds for any collection, and caps the count at 2 sqrt(sample), about 89 for the default."""
     if len(x) > sample:
         x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:sample]]
     scores = {k: silhouette(x, kmeans(x, k, seed=seed)[0]) for k in candidate_counts(len(x))}
