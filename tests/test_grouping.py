@@ -95,7 +95,7 @@ def test_key_candidates_reach_folder_and_cluster_key_choice():
 
 def test_silhouette_count_finds_the_collections_groups():
     """``--group-by cluster``'s default count: six tight concept groups of uneven size are found as six
-    clusters, where round(sqrt n) would have split them into 12; each group then carries one key. (With more
+    clusters, where round(sqrt n) would have split them into 13; each group then carries one key. (With more
     groups single-start k-means sometimes merges two: benchmarks/silhouette_fixtures.py.)"""
     from pathlib import Path
 
